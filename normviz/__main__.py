@@ -1,0 +1,5 @@
+import sys
+
+from normviz.cli import main
+
+sys.exit(main())

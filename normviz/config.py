@@ -1,0 +1,266 @@
+"""Specs: frozen, validated, hashable settings that round-trip to dicts, JSON and URL query params.
+
+Every field is declared with `param(...)`, which carries its default, its one-line help and its
+range or choices; validation, the CLI flags, the URL parser and the page widgets all read that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_QUERY_VALUE_LEN = 200  # longer URL values are rejected before parsing
+
+
+class SpecError(ValueError):
+    """A setting is out of range or of the wrong type; the message names it."""
+
+
+def param(default, help: str, *, lo=None, hi=None, choices=None, log=False, label=None):
+    """A spec field: default, help line, and the constraints validation enforces."""
+    meta = dict(help=help, lo=lo, hi=hi, choices=choices, log=log, label=label)
+    return field(default=default, metadata=meta)
+
+
+def _kind(f: dataclasses.Field) -> type:
+    t = f.type if isinstance(f.type, str) else f.type.__name__
+    return {"int": int, "float": float, "str": str, "bool": bool}.get(t, tuple)
+
+
+def _tuple_item_kind(f: dataclasses.Field) -> type:
+    t = f.type if isinstance(f.type, str) else str(f.type)
+    return float if "float" in t else int if "int" in t else str
+
+
+def _parse_scalar(kind: type, text: str):
+    text = text.strip()
+    if kind is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if kind in (int, float):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text[:40]!r}") from None
+        if kind is float:
+            return value
+        if not value.is_integer():
+            raise ValueError(f"expected a whole number, got {text!r}")
+        return int(value)
+    return text
+
+
+def _format_scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Base of every spec: validation on construction and the round-trips."""
+
+    seed: int = param(0, "random seed for data split, init and batch order", lo=0, hi=2**31 - 1)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, self._check(f, getattr(self, f.name)))
+        self.validate()
+
+    def validate(self):
+        """Checks across fields; subclasses raise SpecError here."""
+
+    @classmethod
+    def _check(cls, f: dataclasses.Field, value):
+        kind, meta, name = _kind(f), f.metadata, f.name
+        if kind is tuple:
+            if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+                raise SpecError(f"{name}: expected a list, got {value!r}")
+            item_kind = _tuple_item_kind(f)
+            items = tuple(cls._check_scalar(name, item_kind, meta, v) for v in value)
+            if not items:
+                raise SpecError(f"{name}: needs at least one value")
+            if len(set(items)) != len(items):
+                raise SpecError(f"{name}: repeated values in {list(items)}")
+            return items
+        return cls._check_scalar(name, kind, meta, value)
+
+    @staticmethod
+    def _check_scalar(name, kind, meta, value):
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise SpecError(f"{name}: expected true or false, got {value!r}")
+            return value
+        if kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpecError(f"{name}: expected a number, got {value!r}")
+            if kind is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise SpecError(f"{name}: expected a whole number, got {value!r}")
+                value = int(value)
+            else:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise SpecError(f"{name}: must be a finite number, got {value!r}")
+            lo, hi = meta.get("lo"), meta.get("hi")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise SpecError(f"{name}: must be between {lo} and {hi}, got {value!r}")
+            return value
+        if not isinstance(value, str):
+            raise SpecError(f"{name}: expected text, got {value!r}")
+        choices = meta.get("choices")
+        if choices is not None and value not in choices:
+            raise SpecError(f"{name}: must be one of {', '.join(choices)}; got {value!r}")
+        if len(value) > 1000:
+            raise SpecError(f"{name}: text too long ({len(value)} characters)")
+        return value
+
+    # --- round trips -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise SpecError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+    def key(self) -> str:
+        """A stable cache key: the class name and the canonical JSON of the settings."""
+        return f"{type(self).__name__}:{self.to_json()}"
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_info(cls) -> dict[str, dict[str, Any]]:
+        """Name -> {kind, item_kind, default, help, lo, hi, choices, log, label} for widgets and CLI."""
+        info = {}
+        for f in dataclasses.fields(cls):
+            kind = _kind(f)
+            info[f.name] = dict(f.metadata, kind=kind, default=f.default,
+                                item_kind=_tuple_item_kind(f) if kind is tuple else None)
+        return info
+
+    def to_query(self) -> dict[str, str]:
+        out = {}
+        for name, value in self.to_dict().items():
+            out[name] = ",".join(map(_format_scalar, value)) if isinstance(value, list) else _format_scalar(value)
+        return out
+
+    @classmethod
+    def parse_field(cls, name: str, text: str):
+        """Parse one text value (URL or CLI) into the field's type, validated; raises SpecError."""
+        info = cls.field_info()[name]
+        if len(text) > MAX_QUERY_VALUE_LEN:
+            raise SpecError(f"{name}: value too long ({len(text)} characters)")
+        try:
+            if info["kind"] is tuple:
+                value = tuple(_parse_scalar(info["item_kind"], t) for t in text.split(",") if t.strip())
+            else:
+                value = _parse_scalar(info["kind"], text)
+        except ValueError as exc:
+            raise SpecError(f"{name}: {exc}") from None
+        f = next(f for f in dataclasses.fields(cls) if f.name == name)
+        return cls._check(f, value)
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> tuple[Spec, list[str]]:
+        """Lenient parse of URL params: every bad value falls back to its default with a warning.
+
+        `params` maps a key to a string or to a list of strings (a repeated key).
+        Keys in `ignore` belong to the page (e.g. a preset name) and are not warned about.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        values, warnings = {}, []
+        for key, raw in params.items():
+            if key in ignore:
+                continue
+            if key not in names:
+                warnings.append(f"Ignored unknown URL parameter '{_clip(key)}'.")
+                continue
+            if isinstance(raw, (list, tuple)):
+                if len(raw) != 1:
+                    warnings.append(f"URL parameter '{key}' was given {len(raw)} times; using the default.")
+                    continue
+                raw = raw[0]
+            try:
+                values[key] = cls.parse_field(key, str(raw))
+            except SpecError as exc:
+                warnings.append(f"URL parameter '{key}' is invalid ({_clip(str(exc), 160)}); using the default.")
+        try:
+            return cls(**values), warnings
+        except SpecError as exc:  # values valid alone but not together
+            return cls(), warnings + [f"URL settings do not fit together ({exc}); using the defaults."]
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
+DATASETS = ("digits", "moons", "circles", "spirals", "blobs", "mnist-file")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "linear")
+INITS = ("std", "xavier", "he")
+
+
+@dataclass(frozen=True)
+class DataSpec(Spec):
+    """Which data, how much of it, and how it is split and scaled."""
+
+    dataset: str = param("digits", "data set: bundled digits, a synthetic 2-D set, or MNIST files", choices=DATASETS)
+    data_path: str = param("", "for mnist-file: a folder with IDX files (optionally .gz) or an .npz file")
+    n_samples: int = param(0, "samples to use in all (0: the whole set; synthetic sets default to 1,000)",
+                           lo=0, hi=70_000)
+    test_fraction: float = param(0.25, "share of samples held out as the test set", lo=0.05, hi=0.9)
+    scaling: str = param("standardize", "input scaling: each feature to mean 0/std 1 (train-set statistics), "
+                         "all inputs divided by the largest (pixels to [0, 1], as the book does), or none",
+                         choices=("standardize", "unit", "none"))
+    noise: float = param(0.15, "noise level of the synthetic 2-D sets", lo=0.0, hi=1.0)
+
+    def validate(self):
+        super().validate()
+        if self.dataset == "mnist-file" and not self.data_path:
+            raise SpecError("data_path: mnist-file needs the path of a local IDX folder or .npz file")
+
+
+@dataclass(frozen=True)
+class ModelSpec(Spec):
+    """The MLP: shape, activation, weight init and where BatchNorm sits."""
+
+    depth: int = param(5, "hidden layers", lo=1, hi=10)
+    width: int = param(100, "units per hidden layer", lo=4, hi=512)
+    activation: str = param("relu", "activation function", choices=ACTIVATIONS)
+    init: str = param("std", "weight init: a plain std (DLfS weight_init_std), Xavier or He", choices=INITS)
+    init_std: float = param(0.01, "weight std when init is 'std'", lo=1e-4, hi=10.0, log=True)
+    norm_place: str = param("before", "BatchNorm before or after the activation", choices=("before", "after"))
+
+
+@dataclass(frozen=True)
+class TrainSpec(Spec):
+    """Optimiser and schedule."""
+
+    optimizer: str = param("sgd", "optimiser", choices=("sgd", "adam"))
+    sgd_momentum: float = param(0.0, "SGD momentum (0: plain SGD)", lo=0.0, hi=0.99)
+    lr: float = param(0.05, "learning rate (0 freezes the weights)", lo=0.0, hi=100.0, log=True)
+    batch_size: int = param(64, "samples per training step", lo=2, hi=1024)
+    steps: int = param(400, "training steps", lo=1, hi=5000)
+    probe_every: int = param(20, "record telemetry every k steps", lo=1, hi=1000)

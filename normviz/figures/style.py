@@ -1,0 +1,50 @@
+"""One look for every chart: colours per norm and per momentum, and projector-sized fonts."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+# the same norm has the same colour on every page
+NORM_COLORS = {
+    "batch": "#1f77b4", "BN": "#1f77b4",
+    "none": "#7f7f7f", "no BN": "#d62728",
+    "layer": "#2ca02c", "group": "#ff7f0e", "group+ws": "#8c564b",
+    "instance": "#9467bd", "renorm": "#17becf", "sync": "#e377c2",
+}
+NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm",
+               "group+ws": "GroupNorm + WS", "instance": "InstanceNorm", "renorm": "Batch Renorm",
+               "sync": "SyncBN"}
+CMA_COLOR = "#222222"
+FONT_SIZES = {"normal": 14, "large": 20}
+
+
+def norm_color(name: str) -> str:
+    return NORM_COLORS.get(name, "#444444")
+
+
+def momentum_color(m: float | None) -> str:
+    """PyTorch-convention momentum -> a fixed colour on a log scale from 1e-4 (purple) to 1 (yellow);
+    None (the cumulative average) is black."""
+    if m is None:
+        return CMA_COLOR
+    t = (math.log10(max(min(m, 1.0), 1e-4)) + 4) / 4
+    return sample_colorscale("Plasma", [0.05 + 0.85 * t])[0]
+
+
+def style(fig: go.Figure, title: str | None = None, font_size: int = FONT_SIZES["normal"],
+          height: int | None = None) -> go.Figure:
+    """Apply the shared layout: readable fonts, compact margins, legend on top."""
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=font_size + 4)) if title else None,
+        font=dict(size=font_size),
+        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+        hoverlabel=dict(font_size=font_size),
+    )
+    if height:
+        fig.update_layout(height=height)
+    fig.update_annotations(font_size=font_size)
+    return fig

@@ -1,0 +1,119 @@
+"""Running experiments for many browser sessions: throttled progress and a shared result store.
+
+A finished result is cached by its Spec key, so every session that asks for the same settings gets
+it at once, and a run in progress is shared: the first session trains, the others follow its
+progress. Models and optimizers live inside the run's generator and are never shared.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+R = TypeVar("R")
+
+
+class Throttle:
+    """True at most every `seconds`, so a page redraws about twice a second while training."""
+
+    def __init__(self, seconds: float = 0.5):
+        self.seconds, self._last = seconds, time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.seconds:
+            self._last = now
+            return True
+        return False
+
+
+class _Live:
+    def __init__(self):
+        self.latest = None
+        self.version = 0
+        self.finished = threading.Event()
+
+
+class RunStore:
+    """Finished results by key (least recently used dropped first) and runs in progress."""
+
+    def __init__(self, max_results: int = 48):
+        self.max_results = max_results
+        self._lock = threading.Lock()
+        self._done: OrderedDict[str, object] = OrderedDict()
+        self._live: dict[str, _Live] = {}
+
+    def get(self, key: str):
+        with self._lock:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return self._done[key]
+        return None
+
+    def put(self, key: str, result) -> None:
+        with self._lock:
+            self._done[key] = result
+            self._done.move_to_end(key)
+            while len(self._done) > self.max_results:
+                self._done.popitem(last=False)
+
+    def stream(self, key: str, start: Callable[[], Iterator[R]], poll: float = 0.2) -> Iterator[R]:
+        """Partial results, ending with the final one. The consumer may stop at any yield: an owner
+        that stops abandons its run (a follower then takes it over) and nothing keeps training."""
+        while True:
+            with self._lock:
+                if key in self._done:
+                    self._done.move_to_end(key)
+                    final = self._done[key]
+                    live, owner = None, False
+                elif key in self._live:
+                    live, owner = self._live[key], False
+                else:
+                    live, owner = self._live.setdefault(key, _Live()), True
+            if live is None:
+                yield final
+                return
+            if owner:
+                yield from self._own(key, live, start)
+                return
+            seen = 0
+            while not live.finished.wait(poll):
+                if live.version != seen and live.latest is not None:
+                    seen = live.version
+                    yield live.latest
+            # the owner finished (the result is in _done) or gave up (we take over): go round again
+
+    def _own(self, key: str, live: _Live, start: Callable[[], Iterator[R]]) -> Iterator[R]:
+        completed = False
+        try:
+            for partial in start():
+                live.latest, live.version = partial, live.version + 1
+                yield partial
+            completed = True
+        finally:
+            with self._lock:
+                self._live.pop(key, None)
+                if completed and live.latest is not None:
+                    self._done[key] = live.latest
+                    while len(self._done) > self.max_results:
+                        self._done.popitem(last=False)
+            live.finished.set()
+
+    def running(self) -> int:
+        """How many runs are training now (for tests and the load benchmark)."""
+        with self._lock:
+            return len(self._live)
+
+
+STORE = RunStore()
+
+
+def final(iterator: Iterator[R]) -> R:
+    """The last item of a run (the CLI and tests do not need the partial ones)."""
+    last = None
+    for last in iterator:  # noqa: B007 (only the last one is wanted)
+        pass
+    return last

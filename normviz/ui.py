@@ -1,0 +1,192 @@
+"""Streamlit helpers shared by the pages (the only backend module that imports streamlit).
+
+- `spec_controls`: sidebar widgets generated from a Spec's fields, seeded from the URL (bad values
+  fall back to the default with a warning naming the parameter), presets, and the URL kept in sync.
+- `show_run`: runs an experiment through the shared RunStore and redraws while it trains.
+- `chart`: a Plotly chart with a unique key per redraw and PNG/HTML downloads.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from normviz.config import Spec, SpecError
+from normviz.data import DataError
+from normviz.figures.style import FONT_SIZES
+from normviz.runs import STORE
+
+PRESET_PARAM = "preset"
+CUSTOM = "(custom settings)"
+_local = threading.local()  # the redraw pass of the current script run, for unique chart keys
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named scenario: the settings it changes from the defaults and what to notice."""
+
+    title: str
+    changes: dict = field(default_factory=dict)
+    notice: str = ""
+
+    def spec(self, spec_cls):
+        return spec_cls(**self.changes)
+
+
+def _nice_grid(lo: float, hi: float) -> list[float]:
+    """1-2-5 steps per decade between lo and hi (and 0 when lo is 0)."""
+    start = max(lo, 1e-4)
+    grid = [m * 10.0**e for e in range(math.floor(math.log10(start)), math.ceil(math.log10(hi)) + 1)
+            for m in (1, 2, 5)]
+    grid = [float(f"{v:.6g}") for v in grid if start <= v * (1 + 1e-9) and v <= hi * (1 + 1e-9)]
+    return ([0.0] if lo == 0 else []) + grid
+
+
+def _label(name: str, info: dict) -> str:
+    return info.get("label") or name.replace("_", " ").capitalize()
+
+
+def _widget(spec_cls, page: str, name: str, info: dict, container):
+    key = f"{page}.{name}"
+    label, help_ = _label(name, info), info["help"]
+    kind, choices = info["kind"], info.get("choices")
+    if kind is bool:
+        return container.toggle(label, key=key, help=help_)
+    if choices:
+        return container.selectbox(label, choices, key=key, help=help_)
+    if kind is float and info.get("log"):
+        grid = sorted(set(_nice_grid(info["lo"], info["hi"])) | {st.session_state[key]})
+        return container.select_slider(label, grid, key=key, help=help_, format_func=lambda v: f"{v:g}")
+    if kind in (int, float) and info.get("lo") is not None and info.get("hi") is not None:
+        step = 1 if kind is int else (info["hi"] - info["lo"]) / 100
+        return container.slider(label, info["lo"], info["hi"], key=key, help=help_, step=step)
+    if kind is tuple:
+        text = container.text_input(label, key=key, help=help_ + " (comma-separated)")
+        try:
+            return spec_cls.parse_field(name, text)
+        except SpecError as exc:
+            container.error(str(exc))
+            return info["default"]
+    return container.text_input(label, key=key, help=help_)
+
+
+def _to_widget_value(info: dict, value):
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if info["kind"] is tuple else value
+
+
+def _seed(page: str, spec: Spec, names, info: dict):
+    for name in names:
+        st.session_state[f"{page}.{name}"] = _to_widget_value(info[name], getattr(spec, name))
+
+
+def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
+                  presets: dict[str, Preset] | None = None, container=None) -> Spec:
+    """The page's Spec from its sidebar widgets; first seeded from the URL (or a preset in it)."""
+    container = container or st.sidebar
+    info = spec_cls.field_info()
+    names = fields or list(info)
+    presets = presets or {}
+    preset_key = f"{page}.{PRESET_PARAM}"
+    if f"{page}.{names[0]}" not in st.session_state:  # first run of this page in this session
+        params = {k: st.query_params.get_all(k) for k in st.query_params}
+        warnings, start = [], spec_cls()
+        wanted = params.pop(PRESET_PARAM, [CUSTOM])[-1]
+        if wanted in presets:
+            start = presets[wanted].spec(spec_cls)
+        elif wanted != CUSTOM:
+            warnings.append(f"URL parameter 'preset' names no preset of this page ({wanted[:40]!r}).")
+            wanted = CUSTOM
+        from_url, url_warnings = spec_cls.from_query(params)
+        explicit = {k: getattr(from_url, k) for k in params if k in info and getattr(from_url, k) != info[k]["default"]}
+        spec = start.replace(**explicit) if explicit else start
+        _seed(page, spec, list(info), info)
+        st.session_state[preset_key] = wanted
+        st.session_state[f"{page}.hidden"] = {k: getattr(spec, k) for k in info if k not in names}
+        for w in warnings + url_warnings:
+            st.warning(w, icon="⚠️")
+
+    if presets:
+        def apply_preset():
+            chosen = st.session_state[preset_key]
+            if chosen in presets:
+                _seed(page, presets[chosen].spec(spec_cls), names, info)
+        container.selectbox("Preset", [CUSTOM] + list(presets), key=preset_key, on_change=apply_preset,
+                            help="named scenarios: each sets every control and says what to notice")
+    values = {name: _widget(spec_cls, page, name, info[name], container) for name in names}
+    values.update(st.session_state.get(f"{page}.hidden", {}))
+    try:
+        spec = spec_cls(**values)
+    except SpecError as exc:
+        st.error(f"These settings cannot run: {exc}")
+        st.stop()
+    chosen = st.session_state.get(preset_key, CUSTOM)
+    if chosen in presets:
+        if spec == presets[chosen].spec(spec_cls):
+            st.info(f"**{chosen}.** {presets[chosen].notice}", icon="🎓")
+        else:
+            st.caption(f"Settings changed since the preset “{chosen}”.")
+    query = spec.to_query()
+    if {k: st.query_params.get(k) for k in st.query_params} != query:
+        st.query_params.from_dict(query)
+    _link(container, query)
+    return spec
+
+
+def _link(container, query: dict):
+    base = st.context.url
+    if base:
+        container.caption("Link to this view (copy button on the right):")
+        container.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
+
+
+def font_size() -> int:
+    """Chart font size: a sidebar toggle makes every chart projector-sized."""
+    large = st.sidebar.toggle("Large chart fonts (projector)", key="large_fonts")
+    return FONT_SIZES["large" if large else "normal"]
+
+
+def chart(fig: go.Figure, name: str):
+    """Draw a figure; during live redraws the key carries the pass so repeated frames never clash."""
+    redraw = getattr(_local, "redraw", None)
+    key = name if redraw is None else f"{name}@{redraw}"
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def show_run(spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[object, bool], None],
+             label: str = "Training"):
+    """Render a run's result, redrawing while it trains. render(result, final) draws the charts.
+
+    A cached result draws at once. A bad setting or unusable data becomes a message, not a traceback.
+    Stopping the script (a slider moved, the tab closed) stops the training at its next redraw.
+    """
+    cached = STORE.get(spec.key())
+    if cached is not None:
+        render(cached, True)
+        return cached
+    bar, area = st.progress(0.0, text=f"{label}…"), st.empty()
+    result = None
+    try:
+        for i, result in enumerate(STORE.stream(spec.key(), lambda: run(spec))):
+            if result.done:
+                break
+            bar.progress(min(result.progress, 1.0), text=f"{label}… {result.progress:.0%}")
+            _local.redraw = i
+            try:
+                with area.container():
+                    render(result, False)
+            finally:
+                _local.redraw = None
+    except (SpecError, DataError) as exc:
+        bar.empty()
+        st.error(f"Cannot run with these settings: {exc}")
+        st.stop()
+    bar.empty()
+    with area.container():
+        render(result, True)
+    return result
