@@ -16,6 +16,17 @@ from typing import Any
 MAX_QUERY_VALUE_LEN = 200  # longer URL values are rejected before parsing
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named scenario of a page: the settings it changes from the defaults and what to notice."""
+
+    changes: dict = field(default_factory=dict)
+    notice: str = ""
+
+    def spec(self, spec_cls):
+        return spec_cls(**self.changes)
+
+
 class SpecError(ValueError):
     """A setting is out of range or of the wrong type; the message names it."""
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from normviz.config import Spec, SpecError
+from normviz.config import Preset, Spec, SpecError
 from normviz.data import DataError
 from normviz.figures.style import FONT_SIZES
 from normviz.runs import STORE
@@ -25,18 +24,6 @@ from normviz.runs import STORE
 PRESET_PARAM = "preset"
 CUSTOM = "(custom settings)"
 _local = threading.local()  # the redraw pass of the current script run, for unique chart keys
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named scenario: the settings it changes from the defaults and what to notice."""
-
-    title: str
-    changes: dict = field(default_factory=dict)
-    notice: str = ""
-
-    def spec(self, spec_cls):
-        return spec_cls(**self.changes)
 
 
 def _nice_grid(lo: float, hi: float) -> list[float]:
@@ -143,6 +130,12 @@ def _link(container, query: dict):
     if base:
         container.caption("Link to this view (copy button on the right):")
         container.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
+
+
+def reproduce(code: str):
+    """The "Reproduce in PyTorch" expander: a short runnable snippet generated from the settings."""
+    with st.expander("Reproduce in PyTorch"):
+        st.code(code, language="python")
 
 
 def font_size() -> int:
