@@ -5,17 +5,23 @@ import streamlit as st
 from normviz.runtime import configure_torch
 
 configure_torch()
-st.set_page_config(page_title="normviz: BatchNorm, live", page_icon="📊", layout="wide")
+st.set_page_config(page_title="normviz: BatchNorm, live", page_icon=":material/bar_chart:", layout="wide")
+
+
+
+def view(name: str, title: str, icon: str) -> st.Page:
+    return st.Page(f"pages/{name}.py", title=title, icon=f":material/{icon}:", url_path=name.replace("_", "-"))
+
 
 PAGES = {
-    "Start": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Views": [
-        st.Page("pages/activations.py", title="Activations", icon="📊", url_path="activations"),
-        st.Page("pages/init_sweep.py", title="Init-scale sweep", icon="🧮", url_path="init-sweep"),
-        st.Page("pages/running_stats.py", title="Running statistics", icon="📈", url_path="running-stats"),
-        st.Page("pages/train_vs_inference.py", title="Train vs inference", icon="🔀", url_path="train-vs-inference"),
-        st.Page("pages/alternatives.py", title="Alternatives", icon="🧰", url_path="alternatives"),
-        st.Page("pages/by_hand.py", title="BN by hand", icon="✍️", url_path="by-hand"),
+        view("activations", "Activations", "bar_chart"),
+        view("init_sweep", "Init-scale sweep", "grid_view"),
+        view("running_stats", "Running statistics", "show_chart"),
+        view("train_vs_inference", "Train vs inference", "compare_arrows"),
+        view("alternatives", "Alternatives", "tune"),
+        view("by_hand", "BN by hand", "edit_note"),
     ],
 }
 st.navigation(PAGES).run()

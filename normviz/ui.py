@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 import plotly.graph_objects as go
 import streamlit as st
 
-from normviz.config import Preset, Spec, SpecError
+from normviz.config import DataSpec, Preset, Spec, SpecError
 from normviz.data import DataError
 from normviz.figures.style import FONT_SIZES
 from normviz.runs import STORE
@@ -33,6 +34,10 @@ def _nice_grid(lo: float, hi: float) -> list[float]:
             for m in (1, 2, 5)]
     grid = [float(f"{v:.6g}") for v in grid if start <= v * (1 + 1e-9) and v <= hi * (1 + 1e-9)]
     return ([0.0] if lo == 0 else []) + grid
+
+
+def _fields_of(spec_cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(spec_cls)]
 
 
 def _label(name: str, info: dict) -> str:
@@ -96,7 +101,7 @@ def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
         st.session_state[preset_key] = wanted
         st.session_state[f"{page}.hidden"] = {k: getattr(spec, k) for k in info if k not in names}
         for w in warnings + url_warnings:
-            st.warning(w, icon="⚠️")
+            st.warning(w, icon=":material/warning:")
 
     if presets:
         def apply_preset():
@@ -105,7 +110,14 @@ def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
                 _seed(page, presets[chosen].spec(spec_cls), names, info)
         container.selectbox("Preset", [CUSTOM] + list(presets), key=preset_key, on_change=apply_preset,
                             help="named scenarios: each sets every control and says what to notice")
-    values = {name: _widget(spec_cls, page, name, info[name], container) for name in names}
+    # the lesson's knobs first; data, seed and telemetry settings wait in an expander
+    secondary = set(_fields_of(DataSpec)) | {"probe_every"}
+    main = [n for n in names if n not in secondary]
+    values = {name: _widget(spec_cls, page, name, info[name], container) for name in main}
+    rest = [n for n in names if n in secondary]
+    if rest:
+        more = container.expander("Data, seed and recording")
+        values |= {name: _widget(spec_cls, page, name, info[name], more) for name in rest}
     values.update(st.session_state.get(f"{page}.hidden", {}))
     try:
         spec = spec_cls(**values)

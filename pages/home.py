@@ -12,4 +12,4 @@ Small networks train **live on this computer** while you watch. Every view answe
 Every control lives in the sidebar and in the page's URL: copy the link to share exactly what you see.
 """
 )
-st.page_link("pages/activations.py", label="Start with the Activations view", icon="📊")
+st.page_link("pages/activations.py", label="Start with the Activations view", icon=":material/bar_chart:")

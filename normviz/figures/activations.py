@@ -31,12 +31,13 @@ def layer_histograms(result, quantity: str, font_size: int = 14, animate: bool =
     hists = result.snapshots["grad_hist" if quantity == "grad" else f"hist_{quantity}"]  # (T, K, L, nb)
     _, n_models, n_layers, _ = hists.shape
     fig = make_subplots(n_models, n_layers, shared_yaxes=True, horizontal_spacing=0.02, vertical_spacing=0.12,
-                        column_titles=[f"layer {i + 1}" for i in range(n_layers)], row_titles=list(result.models))
+                        column_titles=[f"layer {i + 1}" for i in range(n_layers)],
+                        row_titles=[f"<b>{m}</b>" for m in result.models])
     for m, model in enumerate(result.models):
         for layer in range(n_layers):
             edges = result.edges["grad"] if quantity == "grad" else result.edges[quantity][layer]
             fig.add_bar(x=_centers(edges), y=hists[-1, m, layer], width=np.diff(edges),
-                        marker_color=norm_color(model), name=model, showlegend=layer == 0, row=m + 1,
+                        marker_color=norm_color(model), name=model, showlegend=False, row=m + 1,
                         col=layer + 1, hovertemplate="%{x:.3g}: %{y:.1%}<extra>" + model + "</extra>")
     fig.update_yaxes(tickformat=".0%", range=[0, min(1.0, 1.1 * float(np.nanmax(hists, initial=0.01)))])
     fig.update_layout(bargap=0)
@@ -46,10 +47,12 @@ def layer_histograms(result, quantity: str, font_size: int = 14, animate: bool =
                                                   for layer in range(n_layers)]) for t, s in enumerate(steps)]
         frame_args = dict(mode="immediate", frame=dict(duration=150, redraw=True), transition=dict(duration=0))
         fig.update_layout(
-            updatemenus=[dict(type="buttons", x=0, y=-0.08, xanchor="left", yanchor="top", direction="left",
+            updatemenus=[dict(type="buttons", x=0.1, y=0, xanchor="right", yanchor="top", direction="left",
+                              pad=dict(t=70, r=10),
                               buttons=[dict(label="▶ play", method="animate", args=[None, frame_args]),
                                        dict(label="❚❚", method="animate", args=[[None], frame_args])])],
-            sliders=[dict(active=len(steps) - 1, x=0.12, len=0.88, y=-0.04, currentvalue=dict(prefix="step "),
+            sliders=[dict(active=len(steps) - 1, x=0.1, len=0.9, y=0, yanchor="top", pad=dict(t=45, b=10),
+                          currentvalue=dict(prefix="step "),
                           steps=[dict(label=str(s), method="animate", args=[[str(s)], frame_args])
                                  for s in steps])])
         return style(fig, QUANTITY_TITLES[quantity], font_size, height=520)
@@ -71,7 +74,12 @@ def layer_stats(result, font_size: int = 14) -> go.Figure:
                                 legendgroup=f"layer {layer + 1}", showlegend=r == 0 and m == 0,
                                 row=r + 1, col=m + 1)
     fig.update_xaxes(title_text="step", row=len(stats))
-    return style(fig, "Per-layer statistics of the activations (probe batch, train mode)", font_size,
+    for r, stat in enumerate(stats):
+        if stat == "std":  # a collapse by orders of magnitude only shows on a log axis
+            fig.update_yaxes(type="log", exponentformat="power", row=r + 1)
+        elif stat in ("saturated", "dead"):
+            fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=r + 1)
+    return style(fig, "Per-layer statistics after the activation (probe batch, train mode)", font_size,
                  height=170 * len(stats) + 90)
 
 
