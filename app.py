@@ -8,7 +8,6 @@ configure_torch()
 st.set_page_config(page_title="normviz: BatchNorm, live", page_icon=":material/bar_chart:", layout="wide")
 
 
-
 def view(name: str, title: str, icon: str) -> st.Page:
     return st.Page(f"pages/{name}.py", title=title, icon=f":material/{icon}:", url_path=name.replace("_", "-"))
 

@@ -41,7 +41,7 @@ def style(fig: go.Figure, title: str | None = None, font_size: int = FONT_SIZES[
         title=dict(text=title, font=dict(size=font_size + 4)) if title else None,
         font=dict(size=font_size),
         margin=dict(l=10, r=10, t=60 if title else 30, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0),  # below: titles stay free
+        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),  # below: titles stay free
         hoverlabel=dict(font_size=font_size),
     )
     if height:
