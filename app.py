@@ -9,7 +9,7 @@ st.set_page_config(page_title="normviz: BatchNorm, live", page_icon=":material/b
 
 
 def view(name: str, title: str, icon: str) -> st.Page:
-    return st.Page(f"pages/{name}.py", title=title, icon=f":material/{icon}:", url_path=name.replace("_", "-"))
+    return st.Page(f"pages/{name}.py", title=title, icon=f":material/{icon}:", url_path=name)
 
 
 PAGES = {

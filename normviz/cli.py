@@ -20,7 +20,8 @@ from normviz.config import SpecError
 from normviz.data import DataError
 
 # experiment modules that define COMMAND (a Command); each becomes a subcommand
-MODULES = ("activations", "init_sweep")
+MODULES = ("activations", "init_sweep", "running_stats", "by_hand", "inference", "batch_size",
+           "alternatives", "norm_zoo", "norm_cost", "sync_bn", "rnn_norms")
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 - `spec_controls`: sidebar widgets generated from a Spec's fields, seeded from the URL (bad values
   fall back to the default with a warning naming the parameter), presets, and the URL kept in sync.
 - `show_run`: runs an experiment through the shared RunStore and redraws while it trains.
-- `chart`: a Plotly chart with a unique key per redraw and PNG/HTML downloads.
+- `chart`: a Plotly chart with a unique key per redraw and lazy PNG/HTML downloads; `table_download`: CSV.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import streamlit as st
 
 from normviz.config import DataSpec, Preset, Spec, SpecError
 from normviz.data import DataError
+from normviz.figures import export
 from normviz.figures.style import FONT_SIZES
 from normviz.runs import STORE
 
@@ -29,7 +31,7 @@ _local = threading.local()  # the redraw pass of the current script run, for uni
 
 def _nice_grid(lo: float, hi: float) -> list[float]:
     """1-2-5 steps per decade between lo and hi (and 0 when lo is 0)."""
-    start = max(lo, 1e-4)
+    start = lo if lo > 0 else 1e-4
     grid = [m * 10.0**e for e in range(math.floor(math.log10(start)), math.ceil(math.log10(hi)) + 1)
             for m in (1, 2, 5)]
     grid = [float(f"{v:.6g}") for v in grid if start <= v * (1 + 1e-9) and v <= hi * (1 + 1e-9)]
@@ -50,8 +52,15 @@ def _widget(spec_cls, page: str, name: str, info: dict, container):
     kind, choices = info["kind"], info.get("choices")
     if kind is bool:
         return container.toggle(label, key=key, help=help_)
+    if kind is tuple and choices:  # several of a fixed set: kept in the order of the choices
+        picked = container.multiselect(label, choices, key=key, help=help_)
+        return tuple(c for c in choices if c in picked)
     if choices:
         return container.selectbox(label, choices, key=key, help=help_)
+    if kind is int and info.get("log"):  # powers of two, e.g. batch sizes
+        grid = sorted({2**i for i in range(int(math.log2(info["hi"])) + 1) if 2**i >= info["lo"]}
+                      | {st.session_state[key]})
+        return container.select_slider(label, grid, key=key, help=help_)
     if kind is float and info.get("log"):
         grid = sorted(set(_nice_grid(info["lo"], info["hi"])) | {st.session_state[key]})
         return container.select_slider(label, grid, key=key, help=help_, format_func=lambda v: f"{v:g}")
@@ -69,6 +78,8 @@ def _widget(spec_cls, page: str, name: str, info: dict, container):
 
 
 def _to_widget_value(info: dict, value):
+    if info["kind"] is tuple and info.get("choices"):
+        return list(value)
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if info["kind"] is tuple else value
 
 
@@ -157,10 +168,38 @@ def font_size() -> int:
 
 
 def chart(fig: go.Figure, name: str):
-    """Draw a figure; during live redraws the key carries the pass so repeated frames never clash."""
+    """Draw a figure with HTML and PNG downloads; during live redraws the key carries the pass so repeated
+    frames never clash, and there are no downloads (the figure is replaced half a second later)."""
     redraw = getattr(_local, "redraw", None)
     key = name if redraw is None else f"{name}@{redraw}"
-    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {"filename": name}})
+    if redraw is not None:
+        return
+    # the files are made only when a button is clicked (a callable `data`), on another thread
+    row = st.container(horizontal=True, gap="small")
+    row.download_button("HTML", lambda: export.figure_html(fig, name), file_name=f"{name}.html", mime="text/html",
+                        key=f"{name}.html", on_click="ignore", type="tertiary", icon=":material/download:",
+                        help="This chart as one interactive HTML file that works offline (for slides)")
+    png_ok = _chromium() is not None
+    row.download_button("PNG", (lambda: export.figure_png(fig)) if png_ok else b"", file_name=f"{name}.png",
+                        mime="image/png", key=f"{name}.png", on_click="ignore", type="tertiary",
+                        icon=":material/download:", disabled=not png_ok,
+                        help="This chart as a 2400-pixel-wide PNG, drawn by Chromium" if png_ok else
+                        "PNG export needs Chromium on the server (or BROWSER_PATH set to it)")
+
+
+def table_download(df, name: str):
+    """A CSV download of a results table (made when clicked); nothing during live redraws."""
+    if getattr(_local, "redraw", None) is not None:
+        return
+    st.download_button("CSV", lambda: df.to_csv(index=False), file_name=f"{name}.csv", mime="text/csv",
+                       key=f"{name}.csv", on_click="ignore", type="tertiary", icon=":material/download:",
+                       help="This table as CSV")
+
+
+@functools.cache
+def _chromium() -> str | None:
+    return export.chromium_path()
 
 
 def show_run(spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[object, bool], None],
@@ -178,8 +217,8 @@ def show_run(spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[obje
     result = None
     try:
         for i, result in enumerate(STORE.stream(spec.key(), lambda: run(spec))):
-            if result.done:
-                break
+            if result.done:  # let the stream end: the store caches a run only when its generator completes
+                continue
             bar.progress(min(result.progress, 1.0), text=f"{label}… {result.progress:.0%}")
             _local.redraw = i
             try:
