@@ -12,9 +12,11 @@ import dataclasses
 import functools
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from urllib.parse import urlencode
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -96,7 +98,9 @@ def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
     names = fields or list(info)
     presets = presets or {}
     preset_key = f"{page}.{PRESET_PARAM}"
-    if f"{page}.{names[0]}" not in st.session_state:  # first run of this page in this session
+    # the first run of this page in this session, or a link naming a preset (the home page's tour): the URL
+    # sets the widgets; afterwards the URL follows the widgets (and loses 'preset', so it applies once)
+    if f"{page}.{names[0]}" not in st.session_state or PRESET_PARAM in st.query_params:
         params = {k: st.query_params.get_all(k) for k in st.query_params}
         warnings, start = [], spec_cls()
         wanted = params.pop(PRESET_PARAM, [CUSTOM])[-1]
@@ -138,7 +142,7 @@ def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
     chosen = st.session_state.get(preset_key, CUSTOM)
     if chosen in presets:
         if spec == presets[chosen].spec(spec_cls):
-            st.info(f"**{chosen}.** {presets[chosen].notice}", icon="🎓")
+            st.info(f"**{chosen}.** {presets[chosen].notice}", icon=":material/school:")
         else:
             st.caption(f"Settings changed since the preset “{chosen}”.")
     query = spec.to_query()
@@ -188,11 +192,13 @@ def chart(fig: go.Figure, name: str):
                         "PNG export needs Chromium on the server (or BROWSER_PATH set to it)")
 
 
-def table_download(df, name: str):
-    """A CSV download of a results table (made when clicked); nothing during live redraws."""
+def table_download(table, name: str, index: bool = False):
+    """A CSV download of a results table (a DataFrame or rows of dicts; made when clicked); nothing during
+    live redraws."""
     if getattr(_local, "redraw", None) is not None:
         return
-    st.download_button("CSV", lambda: df.to_csv(index=False), file_name=f"{name}.csv", mime="text/csv",
+    to_csv = lambda: pd.DataFrame(table).to_csv(index=index)
+    st.download_button("CSV", to_csv, file_name=f"{name}.csv", mime="text/csv",
                        key=f"{name}.csv", on_click="ignore", type="tertiary", icon=":material/download:",
                        help="This table as CSV")
 
@@ -214,18 +220,23 @@ def show_run(spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[obje
         render(cached, True)
         return cached
     bar, area = st.progress(0.0, text=f"{label}…"), st.empty()
-    result = None
+    result, next_redraw = None, 0.0
     try:
         for i, result in enumerate(STORE.stream(spec.key(), lambda: run(spec))):
             if result.done:  # let the stream end: the store caches a run only when its generator completes
                 continue
             bar.progress(min(result.progress, 1.0), text=f"{label}… {result.progress:.0%}")
+            if time.monotonic() < next_redraw:
+                continue
+            started = time.monotonic()
             _local.redraw = i
             try:
                 with area.container():
                     render(result, False)
             finally:
                 _local.redraw = None
+            # on a loaded machine a redraw can outlast the training between two: keep 2/3 of the time for training
+            next_redraw = time.monotonic() + 2 * (time.monotonic() - started)
     except (SpecError, DataError) as exc:
         bar.empty()
         st.error(f"Cannot run with these settings: {exc}")
