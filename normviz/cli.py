@@ -22,6 +22,7 @@ from normviz.data import DataError
 # experiment modules that define COMMAND (a Command); each becomes a subcommand
 MODULES = ("activations", "init_sweep", "running_stats", "by_hand", "inference", "batch_size",
            "alternatives", "norm_zoo", "norm_cost", "sync_bn", "rnn_norms")
+REPORT = "report"  # the one subcommand that is not an experiment (normviz/report.py)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ def build_parser(cmds: dict[str, Command]) -> argparse.ArgumentParser:
                 p.add_argument(*flags, dest=name, default=None, metavar=name.upper(),
                                help=f"{desc} (default: {info['default']})")
         p.add_argument("--json", dest="json_path", metavar="PATH", help="write the result here (default: stdout)")
+    from normviz import report  # not an experiment: the lessons' figures as one offline HTML file
+
+    report.add_arguments(sub.add_parser(REPORT, help="render the lessons (presets) into one offline HTML file"))
     return parser
 
 
@@ -91,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if args.command == REPORT:
+            from normviz import report
+
+            return report.main(args)
         cmd = cmds[args.command]
         given = {k: v for k, v in vars(args).items() if k not in ("command", "json_path") and v is not None}
         values = {k: (v if isinstance(v, bool) else cmd.spec_cls.parse_field(k, v)) for k, v in given.items()}

@@ -1,12 +1,12 @@
 import streamlit as st
 
 from normviz import ui
-from normviz.experiments.activations import ActivationsSpec, run
+from normviz.experiments.activations import PRESETS, ActivationsSpec, pytorch_snippet, run
 from normviz.figures import activations as figs
 
 st.title("Activations with and without BatchNorm")
 st.caption("Two MLPs start from identical weights and train on the same batches; only one has BatchNorm.")
-spec = ui.spec_controls(ActivationsSpec, "act")
+spec = ui.spec_controls(ActivationsSpec, "act", presets=PRESETS)
 font = ui.font_size()
 quantity = st.segmented_control("Histogram of", list(figs.QUANTITY_TITLES), key="act.quantity", default="act",
                                 format_func=lambda q: figs.QUANTITY_TITLES[q].split(" (")[0])
@@ -25,6 +25,7 @@ def render(result, final: bool):
 
 
 ui.show_run(spec, run, render)
+ui.reproduce(pytorch_snippet(spec))
 with st.expander("What to notice"):
     st.markdown(
         "- **No BN, tiny init** (std 0.01): each layer shrinks its input, so deep activations collapse "

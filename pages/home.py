@@ -1,15 +1,27 @@
 import streamlit as st
 
+from normviz.tour import TOUR
+
 st.title("normviz: see what BatchNorm does")
-st.markdown(
-    """
-Small networks train **live on this computer** while you watch. Every view answers one question:
+st.markdown("Small networks train **live on this computer** while you watch. Each link below opens a view with "
+            "every control set for one lesson, and a blue box says what to notice. Everything is in the sidebar "
+            "and in the page's URL, so a link reproduces exactly what you see.")
 
-- **Activations**: what each layer's activations look like with and without BatchNorm, for a given
-  activation function and weight-init scale, while training runs.
-- **Init-scale sweep**: the *Deep Learning from Scratch* experiment: 16 init scales, BN vs no BN.
+st.header(f"A {sum(s.minutes for s in TOUR)}-minute BatchNorm lecture", divider="gray")
+for number, section in enumerate(TOUR, 1):
+    st.subheader(f"{number}. {section.title}  ·  {section.minutes} min")
+    st.markdown(section.teaches)
+    for stop in section.stops:
+        link, ask = st.columns([2, 3], vertical_alignment="center")
+        link.page_link(section.page, label=stop.preset, icon=":material/play_circle:",
+                       query_params={"preset": stop.preset})
+        ask.caption(stop.ask)
 
-Every control lives in the sidebar and in the page's URL: copy the link to share exactly what you see.
-"""
-)
-st.page_link("pages/activations.py", label="Start with the Activations view", icon=":material/bar_chart:")
+with st.expander("Before class"):
+    st.markdown(
+        "- Turn on **Large chart fonts (projector)** in the sidebar of any view.\n"
+        "- Open the tour once before class: finished runs are cached, so in class every lesson appears at once.\n"
+        "- Under every chart, **HTML** and **PNG** download it for slides; each view has a **Reproduce in "
+        "PyTorch** snippet for students.\n"
+        "- A handout that works offline: `python -m normviz report --out bn-lessons.html` trains every lesson "
+        "and writes all figures into one HTML file (`--list` shows the lessons, `--preset NAME` picks some).")

@@ -1,13 +1,13 @@
 import streamlit as st
 
 from normviz import ui
-from normviz.experiments.init_sweep import InitSweepSpec, run
+from normviz.experiments.init_sweep import PRESETS, InitSweepSpec, pytorch_snippet, run
 from normviz.figures import activations as figs
 
 st.title("The init-scale sweep (Deep Learning from Scratch, ch. 6)")
 st.caption("16 weight-init stds from 1 down to 1e-4; for each, an MLP 64-100x5-10 (ReLU) with and without BN, "
            "SGD lr 0.01, batch 100, 1,000 digits, 20 epochs. All 32 networks train as one stacked computation.")
-spec = ui.spec_controls(InitSweepSpec, "sweep")
+spec = ui.spec_controls(InitSweepSpec, "sweep", presets=PRESETS)
 font = ui.font_size()
 
 
@@ -19,6 +19,7 @@ def render(result, final: bool):
 
 
 ui.show_run(spec, run, render)
+ui.reproduce(pytorch_snippet(spec))
 with st.expander("Running stats start at 0 (the book) or at var 1 (PyTorch)?"):
     st.markdown(
         "Eval mode normalises with the running variance. PyTorch starts it at **1**; the book starts it at "

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from normviz import snippets
 from normviz.cli import Command
-from normviz.config import ACTIVATIONS, DataSpec, SpecError, param
+from normviz.config import ACTIVATIONS, DataSpec, Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape
@@ -98,3 +99,61 @@ def run(spec: InitSweepSpec) -> Iterator[InitSweepResult]:
 
 COMMAND = Command("init-sweep", "the DLfS init-scale sweep: 16 init stds x (BN, no BN), train accuracy per epoch",
                   InitSweepSpec, run, InitSweepResult.summary, aliases={"data": "dataset"})
+
+
+# --- teaching: presets, the PyTorch snippet, the report's figures ------------------------------------
+
+PRESETS = {
+    "the DLfS 16-scale grid": Preset(
+        {},
+        "The book's figure: one panel per weight-init std, from 1 down to 1e-4. With BN (solid) the network "
+        "learns at almost every scale from 1 down to about 1e-3 (slowly at the largest); without BN (dashed) "
+        "only the two scales near 0.2-0.3 learn: larger ones diverge (no curve), smaller ones stay at chance "
+        "(about 10%). At the very smallest scales BN fails too: a layer's input variance falls below BN's "
+        "eps (1e-5), so it is no longer scaled up to 1."),
+}
+
+
+def pytorch_snippet(spec: InitSweepSpec) -> str:
+    """A short script: the sweep with torch.nn, final train accuracy (eval mode) per init std, BN and not."""
+    data_import, data = snippets.data_lines(spec)
+    act = snippets.ACTIVATION_MODULES[spec.activation]
+    zeros = ("            m.running_var.zero_()  # the book starts running var at 0 (PyTorch: 1)"
+             if spec.running_init == "zeros" else None)
+    batches = snippets.split_sizes(spec)[1] // spec.batch_size
+    code = ["import torch", "from torch import nn", data_import, "", *data, "",
+            "def mlp(std, bn):",
+            f"    torch.manual_seed({spec.seed})  # the same weights up to scale for every network",
+            f"    norm = (lambda: nn.BatchNorm1d({spec.width})) if bn else nn.Identity",
+            f"    blocks = [nn.Sequential(nn.Linear(n, {spec.width}), norm(), {act}) "
+            f"for n in [x.shape[1]] + [{spec.width}] * {spec.depth - 1}]",
+            f"    net = nn.Sequential(*blocks, nn.Linear({spec.width}, int(y.max()) + 1))",
+            "    for m in net.modules():",
+            "        if isinstance(m, nn.Linear):",
+            "            nn.init.normal_(m.weight, std=std)",
+            "            nn.init.zeros_(m.bias)",
+            *(["        if isinstance(m, nn.BatchNorm1d):", zeros] if zeros else []),
+            "    return net",
+            "",
+            "def train(net):  # returns the train accuracy in eval mode, as the book measures it",
+            f"    opt = torch.optim.SGD(net.parameters(), lr={spec.lr:g})",
+            f"    for epoch in range({spec.epochs}):",
+            f"        for idx in torch.randperm(len(x_train)).split({spec.batch_size})[:{batches}]:  # full batches",
+            "            loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
+            "            opt.zero_grad()",
+            "            loss.backward()",
+            "            opt.step()",
+            "    acc = (net.eval()(x_train).argmax(1) == y_train).float().mean().item()",
+            "    return acc if loss.isfinite() else float('nan')  # nan: the training diverged",
+            "",
+            "print('init std    BN  no BN   (train accuracy in eval mode)')",
+            f"for std in {snippets.logspace_expr(spec.scale_max, spec.scale_min, spec.scales)}:",
+            "    print(f'{std:8.2g}  {train(mlp(std, True)):4.0%}  {train(mlp(std, False)):4.0%}')"]
+    return "\n".join(code) + "\n"
+
+
+def report_figures(result: InitSweepResult, font_size: int) -> list:
+    """The page's figure for the offline report: the grid of training curves."""
+    from normviz.figures.activations import init_sweep_grid
+
+    return [init_sweep_grid(result, font_size)]

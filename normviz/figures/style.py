@@ -17,8 +17,9 @@ NORM_COLORS = {
 NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm",
                "group+ws": "GroupNorm + WS", "instance": "InstanceNorm", "renorm": "Batch Renorm",
                "sync": "SyncBN"}
-CMA_COLOR = "#222222"
+CMA_COLOR = "#6c7a89"  # slate grey: readable on the light and the dark theme
 FONT_SIZES = {"normal": 14, "large": 20}
+MENU_BG, MENU_TEXT = "#dfe5ec", "#1a1d23"
 
 
 def norm_color(name: str) -> str:
@@ -27,7 +28,7 @@ def norm_color(name: str) -> str:
 
 def momentum_color(m: float | None) -> str:
     """PyTorch-convention momentum -> a fixed colour on a log scale from 1e-4 (purple) to 1 (yellow);
-    None (the cumulative average) is black."""
+    None (the cumulative average) is slate grey."""
     if m is None:
         return CMA_COLOR
     t = (math.log10(max(min(m, 1.0), 1e-4)) + 4) / 4
@@ -46,5 +47,7 @@ def style(fig: go.Figure, title: str | None = None, font_size: int = FONT_SIZES[
     )
     if height:
         fig.update_layout(height=height)
+    for menu in fig.layout.updatemenus:  # play/pause buttons: readable on the light and the dark theme
+        menu.update(bgcolor=MENU_BG, bordercolor=CMA_COLOR, font=dict(color=MENU_TEXT, size=font_size))
     fig.update_annotations(font_size=font_size)
     return fig

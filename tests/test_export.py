@@ -1,0 +1,53 @@
+"""Chart exports: standalone HTML and PNG, made only when asked for, never during live redraws."""
+
+import re
+import struct
+
+import plotly.graph_objects as go
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from normviz.figures import export
+
+
+def _figure():
+    return go.Figure(go.Bar(x=[1, 2, 3], y=[3, 1, 2])).update_layout(height=300, title="three bars")
+
+
+def test_html_is_standalone_and_interactive():
+    page = export.figure_html(_figure(), "bars")
+    assert page.lower().startswith("<!doctype html>") and "<title>bars</title>" in page
+    assert "plotly.js v" in page and "Plotly.newPlot(" in page  # the library itself is inside
+    assert not re.search(r"<script[^>]+src=", page)
+    layout = page[page.index("Plotly.newPlot("):]
+    assert '"plot_bgcolor":"white"' in layout and "#E5ECF6" not in layout  # plotly_white, not plotly's grey
+
+
+@pytest.mark.skipif(export.chromium_path() is None, reason="PNG export needs Chromium")
+def test_png_is_drawn_by_chromium_at_double_resolution():
+    png = export.figure_png(_figure())
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+    assert (width, height) == (2 * export.PNG_WIDTH, 2 * 300)
+
+
+def _page():
+    import plotly.graph_objects as go
+
+    from normviz import ui
+
+    fig = go.Figure(go.Scatter(y=[1, 2]))
+    ui.chart(fig, "final")
+    ui._local.redraw = 0  # what show_run sets while a run is still training
+    ui.chart(fig, "live")
+    ui.table_download([{"a": 1}], "live-table")
+    ui._local.redraw = None
+    ui.table_download([{"a": 1}], "table")
+
+
+def test_downloads_only_on_the_final_draw():
+    at = AppTest.from_function(_page, default_timeout=60).run()
+    assert not at.exception
+    keys = sorted(b.key for b in at.get("download_button"))
+    assert keys == ["final.html", "final.png", "table.csv"]
+    assert len(at.get("plotly_chart")) == 2

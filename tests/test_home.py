@@ -1,0 +1,45 @@
+"""The home page's tour: every lesson is a link that opens its view with the preset applied."""
+
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import torch
+from streamlit.testing.v1 import AppTest
+
+from normviz.experiments import activations as act
+from normviz.runs import STORE, final
+from normviz.tour import TOUR
+
+torch.set_num_threads(1)
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def test_home_links_every_tour_stop_to_its_page_and_preset():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    links = [(link.proto.page, parse_qs(link.proto.query_string)) for link in at.get("page_link")]
+    wanted = [(Path(s.page).stem, {"preset": [stop.preset]}) for s in TOUR for stop in s.stops]
+    assert [(page.replace("-", "_"), q) for page, q in links] == wanted
+    assert sum(s.minutes for s in TOUR) <= 25  # a 20-minute lecture, give or take
+
+
+def _open(at, preset):
+    at.query_params.clear()
+    at.query_params["preset"] = preset
+    return at.switch_page("pages/activations.py").run()
+
+
+def test_a_preset_link_applies_its_preset_on_every_visit():
+    names = ["He init + ReLU", "sigmoid, std=1: saturation"]
+    for name in names:  # cached results: the page draws at once
+        spec = act.PRESETS[name].spec(act.ActivationsSpec)
+        STORE.put(spec.key(), final(act.run(spec)))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    for name in names:  # the second link must win although the page has run before in this session
+        _open(at, name)
+        assert not at.exception
+        assert at.session_state["act.preset"] == name
+        spec = act.PRESETS[name].spec(act.ActivationsSpec)
+        assert (at.session_state["act.activation"], at.session_state["act.init"]) == (spec.activation, spec.init)
+        assert any(act.PRESETS[name].notice[:40] in box.value for box in at.info)
+        assert "preset" not in at.query_params  # applied once; the URL now carries the settings
