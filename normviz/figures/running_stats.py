@@ -10,14 +10,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from normviz.figures.style import momentum_color, style
+from normviz.figures.style import REFERENCE_COLOR, momentum_color, style
 
 POPULATION_NAMES = {"precise": "population (a) PreciseBN", "eval": "population (b) eval-mode"}
 BATCH_DOT = dict(color="rgba(90,90,90,0.35)", size=3)
 PRECISE_COLOR = "#2ca02c"  # population (a) and the PreciseBN recalibration
 POPULATION_LINES = {"precise": dict(color=PRECISE_COLOR, dash="dash", width=2.5),
                     "eval": dict(color="#8c564b", dash="dot", width=2.5)}
-TRAIN_MODE_LINE = dict(color="black", dash="dash", width=2.5)
+TRAIN_MODE_LINE = dict(color=REFERENCE_COLOR, dash="dash", width=2.5)
 
 
 def _rows(result, shown) -> list[int]:

@@ -17,6 +17,7 @@ NORM_COLORS = {
 NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm",
                "group+ws": "GroupNorm + WS", "instance": "InstanceNorm", "renorm": "Batch Renorm",
                "sync": "SyncBN"}
+REFERENCE_COLOR = "#8a8f98"  # reference lines: a mid grey that reads on light and dark themes
 CMA_COLOR = "#6c7a89"  # slate grey: readable on the light and the dark theme
 FONT_SIZES = {"normal": 14, "large": 20}
 MENU_BG, MENU_TEXT = "#dfe5ec", "#1a1d23"

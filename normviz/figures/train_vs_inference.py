@@ -12,9 +12,9 @@ from plotly.subplots import make_subplots
 
 from normviz.experiments.batch_size import BATCH_STAT_NORMS
 from normviz.experiments.inference import CAMERA_GAIN, CAMERA_OFFSET, FINETUNE_CASES, MATE_KINDS
-from normviz.figures.style import NORM_LABELS, norm_color, style
+from normviz.figures.style import NORM_LABELS, REFERENCE_COLOR, norm_color, style
 
-EVAL_COLOR, TRAIN_COLOR, CRASH_COLOR = "#222222", norm_color("batch"), "#d62728"
+EVAL_COLOR, TRAIN_COLOR, CRASH_COLOR = REFERENCE_COLOR, norm_color("batch"), "#d62728"
 MATE_COLORS = {"eval": EVAL_COLOR, "same class": "#2ca02c", "mixed": "#9467bd", "other class": "#ff7f0e"}
 CASE_COLORS = dict(zip(FINETUNE_CASES, ("#d62728", "#2ca02c")))
 MARK_COLOR = "rgba(120,120,120,0.5)"
