@@ -70,8 +70,9 @@ class RunningStats(nn.Module):
             m = torch.cat([m, (1.0 / self.num_batches_tracked).to(m.dtype).reshape(1)])
         self.weight_seen.mul_(1 - m).add_(m)
         w = m.reshape(-1, *([1] * (self.mean.dim() - 1)))  # (M, 1, ...)
-        self.mean.lerp_(batch_mean.unsqueeze(0).expand_as(self.mean), w)
-        self.var.lerp_(batch_var.unsqueeze(0).expand_as(self.var), w)
+        # (1 - m) * running + m * batch, written with mul_/add_ because vmap has no batching rule for lerp_
+        self.mean.mul_(1 - w).add_(w * batch_mean.unsqueeze(0))
+        self.var.mul_(1 - w).add_(w * batch_var.unsqueeze(0))
 
     def estimate(self, row: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, var) of one row, bias-corrected when asked (a no-op for the cumulative average)."""
