@@ -33,6 +33,52 @@ def init_std(init: str, fan_in: int, std: float) -> float:
     return {"std": std, "xavier": math.sqrt(1.0 / fan_in), "he": math.sqrt(2.0 / fan_in)}[init]
 
 
+class _StackedBatchNorm(torch.autograd.Function):
+    """Train-mode BN over dim 1 of the first n models of (K, B, C), identity on the others, as one
+    autograd node with the closed-form backward. Returns (output, batch mean, biased batch var) of
+    the n BN models; the statistics carry no gradient.
+
+    Measured against var_mean + normalize + torch.cat (bench/): torch.var_mean over the middle dim
+    took 1.4 ms of CPU on (16, 100, 100), the two-pass mean and centred square 0.05 ms; and slicing
+    plus cat cost a zero-filled full-size gradient per slice in the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, h, gamma, beta, eps):
+        n, k = gamma.shape[0], h.shape[0]
+        h_bn, h_plain = h.split([n, k - n])
+        mean = h_bn.mean(1, keepdim=True)  # (n, 1, C)
+        centered = h_bn - mean  # (n, B, C)
+        var = centered.square().mean(1, keepdim=True)
+        rstd = torch.rsqrt(var + eps)
+        out = torch.empty_like(h)  # (K, B, C)
+        out_bn, out_plain = out.split([n, k - n])
+        torch.addcmul(beta, centered, gamma * rstd, out=out_bn)  # gamma * x_hat + beta in one pass
+        out_plain.copy_(h_plain)
+        ctx.save_for_backward(centered, rstd, gamma)
+        ctx.mark_non_differentiable(mean, var)
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the statistics
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_mean, _grad_var):
+        if grad_out is None:  # the output did not reach the loss
+            return None, None, None, None
+        centered, rstd, gamma = ctx.saved_tensors
+        n, b = centered.shape[:2]
+        g, g_plain = grad_out.split([n, grad_out.shape[0] - n])
+        grad_beta = g.sum(1, keepdim=True)  # (n, 1, C)
+        grad_gamma = (g * centered).sum(1, keepdim=True).mul_(rstd)  # sum(g * x_hat)
+        # dL/dh = s * (g - mean(g) - x_hat * mean(g * x_hat)) with s = gamma * rstd, g = dL/dy
+        s = gamma * rstd
+        grad_h = torch.empty_like(grad_out)
+        grad_bn, grad_plain = grad_h.split([n, grad_out.shape[0] - n])
+        torch.addcmul((s * grad_beta).mul_(-1 / b), g, s, out=grad_bn)
+        grad_bn.addcmul_(centered, (s * rstd * grad_gamma).mul_(-1 / b))
+        grad_plain.copy_(g_plain)
+        return grad_h, grad_gamma, grad_beta, None
+
+
 @dataclass(frozen=True)
 class StackShape:
     n_in: int
@@ -64,23 +110,27 @@ class StackedMLP(nn.Module):
         self.betas = nn.ParameterList(nn.Parameter(torch.zeros(n_bn, 1, shape.width)) for _ in range(shape.depth))
         self.stats = nn.ModuleList(RunningStats((n_bn, shape.width), **running_kwargs) for _ in range(shape.depth))
 
-    def _bn(self, layer: int, h: torch.Tensor, mode: str, eval_row: int) -> torch.Tensor:
-        """BatchNorm of the (n_bn, B, C) slice; mode 'train' updates the running stats, 'probe' does not."""
-        if mode == "eval":
-            mean, var = self.stats[layer].estimate(eval_row)
-            mean, var = mean.unsqueeze(1), var.unsqueeze(1)  # (n_bn, 1, C)
-        else:
-            check_batch(h, (1,))
-            var, mean = torch.var_mean(h, dim=1, keepdim=True, unbiased=False)  # (n_bn, 1, C)
-            if mode == "train":
-                self.stats[layer].update(mean.squeeze(1).detach(), var.squeeze(1).detach(), h.shape[1])
-        return normalize(h, mean, var, self.eps) * self.gammas[layer] + self.betas[layer]
-
     def _norm(self, layer: int, h: torch.Tensor, mode: str, eval_row: int) -> torch.Tensor:
+        """BatchNorm on the first n_bn models of (K, B, C); 'train' updates the running stats, 'probe' does not."""
         if self.n_bn == 0:
             return h
-        normed = self._bn(layer, h[: self.n_bn], mode, eval_row)
-        return torch.cat([normed, h[self.n_bn:]]) if self.n_bn < self.k else normed
+        gamma, beta = self.gammas[layer], self.betas[layer]
+        if mode == "eval":
+            mean, var = self.stats[layer].estimate(eval_row)
+            if torch.is_grad_enabled():  # the plain formula, differentiable
+                normed = normalize(h[: self.n_bn], mean.unsqueeze(1), var.unsqueeze(1), self.eps) * gamma + beta
+                return torch.cat([normed, h[self.n_bn:]]) if self.n_bn < self.k else normed
+            # one pass, as torch's own CPU kernel: h * (gamma / sigma) + (beta - mean * gamma / sigma)
+            scale = gamma * torch.rsqrt(var + self.eps).unsqueeze(1)  # (n_bn, 1, C)
+            out = torch.empty_like(h)  # (K, B, C)
+            torch.addcmul(beta - mean.unsqueeze(1) * scale, h[: self.n_bn], scale, out=out[: self.n_bn])
+            out[self.n_bn:] = h[self.n_bn:]
+            return out
+        check_batch(h, (1,))
+        out, mean, var = _StackedBatchNorm.apply(h, gamma, beta, self.eps)
+        if mode == "train":
+            self.stats[layer].update(mean.squeeze(1), var.squeeze(1), h.shape[1])
+        return out
 
     def forward(self, x: torch.Tensor, mode: str = "train", record: BlockRecorder | None = None,
                 eval_row: int = 0) -> torch.Tensor:
@@ -107,13 +157,17 @@ class StackedMLP(nn.Module):
 
 
 def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-model mean cross-entropy: logits (K, B, C), y (B,) -> (K,)."""
-    k, b, c = logits.shape
-    return nn.functional.cross_entropy(logits.reshape(k * b, c), y.repeat(k), reduction="none").reshape(k, b).mean(1)
+    """Per-model mean cross-entropy: logits (K, B, C), y (B,) -> (K,).
+
+    Classes on dim 1 of (K, C, B): torch's log_softmax over a last dim of 10 classes took 3.5x longer.
+    """
+    k, b, _ = logits.shape
+    return nn.functional.cross_entropy(logits.transpose(1, 2), y.expand(k, b), reduction="none").mean(1)
 
 
 def make_optimizer(params, name: str, lr: float, sgd_momentum: float = 0.0) -> torch.optim.Optimizer:
-    """SGD and Adam are elementwise, so one optimizer over stacked weights equals K separate ones."""
+    """SGD and Adam are elementwise, so one optimizer over stacked weights equals K separate ones.
+    foreach: one multi-tensor kernel per update instead of one per parameter (CPU default is off)."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=sgd_momentum)
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.SGD(params, lr=lr, momentum=sgd_momentum, foreach=True)

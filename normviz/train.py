@@ -51,14 +51,17 @@ class StackedTrainer:
         xb, yb = self.x[idx], self.y[idx]
         logits = self.model(xb, "train")  # (K, B, C)
         losses = stacked_cross_entropy(logits, yb)  # (K,)
-        alive = torch.tensor([d is None for d in self.diverged_at])
         finite = torch.isfinite(losses.detach())
-        for i in torch.nonzero(alive & ~finite).flatten().tolist():
-            self.diverged_at[i] = self.step_count
-        keep = alive & finite
-        if keep.any():
+        if all(d is None for d in self.diverged_at) and bool(finite.all()):
+            keep = None  # the common case: every model alive and finite
+        else:
+            alive = torch.tensor([d is None for d in self.diverged_at])
+            for i in torch.nonzero(alive & ~finite).flatten().tolist():
+                self.diverged_at[i] = self.step_count
+            keep = alive & finite
+        if keep is None or keep.any():
             self.opt.zero_grad()
-            losses[keep].sum().backward()  # the sum keeps each model's gradient its own
+            (losses if keep is None else losses[keep]).sum().backward()  # the sum keeps each gradient its own
             self.opt.step()
         acc = (logits.detach().argmax(-1) == yb).float().mean(1)
         return losses.detach(), acc
@@ -66,8 +69,14 @@ class StackedTrainer:
 
 @torch.no_grad()
 def accuracy(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, mode: str = "eval", eval_row: int = 0,
-             chunk: int = 2048) -> torch.Tensor:
-    """Per-model accuracy (K,) in eval mode (running stats) or 'probe' mode (batch statistics)."""
+             chunk: int | None = None) -> torch.Tensor:
+    """Per-model accuracy (K,) in eval mode (running stats) or 'probe' mode (batch statistics).
+
+    In 'probe' mode each chunk of (by default) 2,048 samples is one batch. In eval mode the chunk only
+    sets the speed: about 8,192 rows across the K models keeps (32, 256, 100) activations in the cache,
+    and the init sweep's per-epoch accuracy took half the time of 2,048-sample chunks (bench/).
+    """
+    chunk = chunk or (2048 if mode == "probe" else max(128, 8192 // model.k))
     correct = torch.zeros(model.k)
     for start in range(0, len(x), chunk):
         logits = model(x[start:start + chunk], mode, eval_row=eval_row)

@@ -111,7 +111,11 @@ def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
             wanted = CUSTOM
         from_url, url_warnings = spec_cls.from_query(params)
         explicit = {k: getattr(from_url, k) for k in params if k in info and getattr(from_url, k) != info[k]["default"]}
-        spec = start.replace(**explicit) if explicit else start
+        try:
+            spec = start.replace(**explicit) if explicit else start
+        except SpecError as exc:  # each value fits the defaults but not the preset's settings
+            url_warnings.append(f"URL settings do not fit the preset ({exc}); using the preset's.")
+            spec = start
         _seed(page, spec, list(info), info)
         st.session_state[preset_key] = wanted
         st.session_state[f"{page}.hidden"] = {k: getattr(spec, k) for k in info if k not in names}

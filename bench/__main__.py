@@ -1,0 +1,74 @@
+"""Run the benchmark suite and print one table:
+
+    python -m bench            # everything, about 10 minutes on 2 cores
+    python -m bench --quick    # fewer repeats and shorter runs, to check that the suite works
+    python -m bench --only init_sweep,telemetry
+
+Each benchmark measures its baseline in the same run and prints the ratio. Timings are wall clock,
+best of several interleaved repeats; run it on a quiet machine. The correctness side (the stacked
+engine equals separate torch models) is tests/test_stacked.py, which CI runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import sys
+import time
+import traceback
+
+from bench.common import Row, load_average, machine
+from normviz.runtime import configure_torch
+
+SUITE = {  # name -> module with run(quick) -> list[Row]
+    "init_sweep": "bench.bench_init_sweep",
+    "momenta": "bench.bench_momenta",
+    "telemetry": "bench.bench_telemetry",
+    "pages": "bench.bench_pages",
+    "memory": "bench.bench_memory",
+    "threads": "bench.bench_threads",
+}
+COLUMNS = ("benchmark", "measured", "baseline", "ratio", "target", "met", "note")
+
+
+def table(rows: list[Row]) -> str:
+    cells = [COLUMNS] + [(r.name, r.value, r.baseline, r.ratio, r.target,
+                          {True: "yes", False: "NO", None: ""}[r.met], r.note) for r in rows]
+    lines = ["| " + " | ".join(c) + " |" for c in cells]
+    lines.insert(1, "|" + "|".join("---" for _ in COLUMNS) + "|")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and shorter runs (checks the suite)")
+    ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SUITE)}")
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SUITE)
+    unknown = [n for n in names if n not in SUITE]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {unknown}; choose from {list(SUITE)}")
+    configure_torch()
+    print(f"normviz benchmarks, {datetime.date.today()}: {machine()}", flush=True)
+    print(f"load average at start: {load_average()}", flush=True)
+    rows, failed = [], []
+    for name in names:
+        start = time.perf_counter()
+        print(f"... {name}", end="", flush=True)
+        try:
+            module = importlib.import_module(SUITE[name])
+            rows += module.run(quick=args.quick)
+        except Exception:  # one broken benchmark must not hide the others' numbers
+            failed.append(name)
+            traceback.print_exc()
+        print(f" {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"load average at end: {load_average()}\n")
+    print(table(rows))
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

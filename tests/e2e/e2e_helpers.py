@@ -1,0 +1,242 @@
+"""Driving the app in headless Chromium: start/stop `streamlit run`, wait until a page is idle, read its
+charts, widgets and alerts. Used by the e2e tests (tests/e2e) and the load benchmark (bench/load_test.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SHOTS = Path(os.environ.get("NORMVIZ_SHOTS", "/tmp/normviz-e2e-shots"))
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+LOAD_TIMEOUT_S = float(os.environ.get("NORMVIZ_E2E_TIMEOUT", "300"))  # a page's first (training) load
+VIEWPORT = {"width": 1400, "height": 1000}
+saved_shots: list[Path] = []
+figures: list[str] = []  # measured figures, printed in the pytest terminal summary
+
+
+def report(line: str) -> None:
+    """A measured figure (a load time, a fuzz count) for the terminal summary."""
+    figures.append(line)
+
+
+# --- the server ---------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base: str
+    proc: subprocess.Popen
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(log: Path, port: int | None = None) -> Server:
+    """`streamlit run app.py` from the repo root on a free port, once /_stcore/health answers."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{server.log_text()[-3000:]}")
+        try:
+            if urllib.request.urlopen(server.base + "/_stcore/health", timeout=2).read() == b"ok":
+                return server
+        except OSError:
+            time.sleep(0.3)
+    stop_server(server)
+    raise RuntimeError(f"streamlit did not answer /_stcore/health within 120 s:\n{server.log_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    """Terminate the server and its process group (it was started in a session of its own)."""
+    if server.proc.poll() is None:
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        try:
+            server.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait(5)
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+# --- waiting for the app ------------------------------------------------------------------------
+_READY_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    if (!document.querySelector('[data-testid="stSidebarNav"], [data-testid="stMain"] h1, '
+                                + '[data-testid="stException"]')) return false;  // not merely "not started"
+    if (document.querySelector('[data-testid="stProgress"]')) return false;
+    if (document.querySelector('[data-testid*="Skeleton"]')) return false;  // an element still loading its code
+    const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+        .filter(c => c.offsetParent !== null);  // a chart in a hidden tab may wait to be drawn
+    return charts.every(c => { const g = c.querySelector('.js-plotly-plot'); return g && g.data; });
+}"""
+
+
+def wait_idle(page, timeout_s: float = LOAD_TIMEOUT_S, settle_s: float = 0.4) -> None:
+    """Until the script has run and finished, no progress bar is shown, every visible chart has been
+    drawn by Plotly, and this still holds `settle_s` later (a rerun may follow at once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left_ms = max(1000.0, (deadline - time.monotonic()) * 1000)
+        page.wait_for_function(_READY_JS, timeout=left_ms, polling=100)
+        # a fresh browser fetches each widget's code on first use: elements appear after the script ended
+        page.wait_for_load_state("networkidle", timeout=left_ms)
+        time.sleep(settle_s)
+        if page.evaluate(_READY_JS):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not become idle")
+
+
+def stable(read, timeout_s: float = 20, interval_s: float = 0.5):
+    """Poll `read()` until two readings `interval_s` apart agree; returns the reading."""
+    deadline, last = time.monotonic() + timeout_s, read()
+    while True:
+        time.sleep(interval_s)
+        now = read()
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+
+
+def goto_idle(page, url: str, timeout_s: float = LOAD_TIMEOUT_S) -> float:
+    """Open a URL and wait until the page is idle; returns the seconds it took."""
+    t = time.monotonic()
+    page.goto(url, wait_until="domcontentloaded")
+    wait_idle(page, timeout_s)
+    return time.monotonic() - t
+
+
+# --- reading the page ---------------------------------------------------------------------------
+def query_of(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def problems(page) -> list[str]:
+    """Exception elements and traceback text on the page: what a student must never see."""
+    found = [f"exception element: {t[:300]!r}" for t in page.locator('[data-testid="stException"]').all_inner_texts()]
+    if "Traceback" in page.locator("body").inner_text():
+        found.append("'Traceback' in the page text")
+    return found
+
+
+def alerts(page, kind: str = "") -> list[str]:
+    """Texts of the page's alerts; kind "Warning", "Error", "Info" or "Success" for one kind only."""
+    selector = f'[data-testid="stAlertContent{kind}"]' if kind else '[data-testid="stAlert"]'
+    return page.locator(selector).all_inner_texts()
+
+
+def main_text_digest(page) -> str:
+    """A digest of the main area's text, for a page that shows tables and numbers rather than charts."""
+    return page.evaluate("""() => {
+        const text = (document.querySelector('[data-testid="stMain"]') || document.body).innerText;
+        let h = 2166136261;
+        for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 16777619); }
+        return (h >>> 0).toString(16) + ':' + text.length;
+    }""")
+
+
+def view_digest(page) -> list[str]:
+    """What a setting should change: the charts' data, or the main text on a page without charts."""
+    return chart_digest(page) or ["text:" + main_text_digest(page)]
+
+
+def chart_digest(page) -> list[str]:
+    """A digest (hash:length) of every chart's data as Plotly holds it in the browser, uids dropped."""
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+        .map(g => {
+            const text = JSON.stringify(g.data, (k, v) => k === 'uid' ? undefined
+                : (ArrayBuffer.isView(v) ? Array.from(v) : v));
+            let h = 2166136261;
+            for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 16777619); }
+            return (h >>> 0).toString(16) + ':' + text.length;
+        })""")
+
+
+def widget_state(page) -> dict[str, str]:
+    """Kind:label -> value of every widget in the sidebar (also those in a collapsed expander)."""
+    return page.evaluate("""() => {
+        const root = document.querySelector('[data-testid="stSidebarUserContent"]')
+                     || document.querySelector('[data-testid="stSidebar"]');
+        const out = {};
+        if (!root) return out;
+        const kinds = ['stSlider', 'stSelectbox', 'stMultiSelect', 'stCheckbox', 'stToggle', 'stTextInput',
+                       'stNumberInput', 'stTextArea', 'stRadio', 'stSegmentedControl'];
+        for (const kind of kinds) {
+            root.querySelectorAll(`[data-testid="${kind}"]`).forEach((el, i) => {
+                const lab = el.querySelector('[data-testid="stWidgetLabel"]');
+                const name = `${kind}:${lab ? lab.textContent.trim() : i}`;
+                let value;
+                if (kind === 'stSlider') value = [...el.querySelectorAll('input[type="range"], [role="slider"]')]
+                    .map(t => t.getAttribute('aria-valuetext') || t.value).join('|');
+                else if (kind === 'stCheckbox' || kind === 'stToggle')
+                    value = String([...el.querySelectorAll('input')].map(x => x.checked));
+                else if (kind === 'stSelectbox') value = [...el.querySelectorAll('input')].map(x => x.value).join('|');
+                else if (kind === 'stMultiSelect' || kind === 'stSegmentedControl' || kind === 'stRadio')
+                    value = el.textContent.replace(lab ? lab.textContent : '', '').trim();
+                else value = [...el.querySelectorAll('input, textarea')].map(x => x.value).join('|');
+                out[name] = value;
+            });
+        }
+        return out;
+    }""")
+
+
+def nav_links(page) -> list[tuple[str, str]]:
+    """(href, title) of every link in the app's sidebar navigation."""
+    return [tuple(x) for x in page.eval_on_selector_all(
+        '[data-testid="stSidebarNav"] a[href]', "els => els.map(e => [e.href, e.innerText.split('\\n').pop().trim()])")]
+
+
+def save_shot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+    page.screenshot(path=str(path), full_page=True)
+    saved_shots.append(path)
+    return path
+
+
+@dataclass(frozen=True)
+class AppPage:
+    index: int
+    url: str  # without a query
+    title: str
+    slug: str
+
+
+def pages_from_nav(base: str, links: list[tuple[str, str]]) -> list[AppPage]:
+    """The app's pages from its navigation links, the home page first."""
+    seen, pages = set(), []
+    for href, title in [(base + "/", "Home")] + links:
+        url = href.split("?")[0].rstrip("/") or base
+        if url.startswith(base) and url not in seen:
+            seen.add(url)
+            pages.append(AppPage(len(pages), url, title, url[len(base):].strip("/") or "home"))
+    return pages

@@ -1,0 +1,76 @@
+"""Every page opened with malformed query strings (built from the field names in the URL the page writes):
+no exception element, no traceback, a warning naming the bad parameter, and the URL rewritten to defaults."""
+
+from __future__ import annotations
+
+import time
+
+import e2e_helpers as h
+import pytest
+from malformed_queries import malformed_queries, names_key, spec_kinds
+
+pytestmark = pytest.mark.browser
+
+MALFORMED_PER_PAGE = 32  # at least 30 that must warn, plus two odd-but-valid ones
+TABS = 3  # page loads in flight at once (each is a session of its own; the browser's work overlaps)
+
+
+def _pick(defaults: dict[str, str]):
+    cases = malformed_queries(defaults, spec_kinds(defaults))  # kinds guessed from the defaults if no class fits
+    must_warn = [c for c in cases if c.expect is not None][:MALFORMED_PER_PAGE]
+    return must_warn + [c for c in cases if c.expect is None][:2]
+
+
+def _check(tab, case, defaults: dict[str, str]) -> str | None:
+    """What is wrong with this tab after loading the case, or None."""
+    if found := h.problems(tab):
+        return f"{case.label}: {found}"
+    if case.expect is None:
+        return None
+    messages = h.alerts(tab, "Warning")
+    if not names_key(messages, case.expect):
+        return f"{case.label}: no warning naming {case.expect[:40]!r}; alerts {[m[:120] for m in messages]}"
+    if h.query_of(tab.url) != defaults:
+        extra = {k: v[:40] for k, v in h.query_of(tab.url).items() if defaults.get(k) != v}
+        return f"{case.label}: the URL was not reset to the defaults: {extra}"
+    return None
+
+
+def _fuzz_page(ctx, p: h.AppPage) -> int:
+    tabs = [ctx.new_page() for _ in range(TABS)]
+    h.goto_idle(tabs[0], p.url)  # the default run (cached by the server from now on)
+    defaults = h.query_of(tabs[0].url)
+    if not defaults:  # a page without settings (home): nothing to fuzz
+        h.report(f"fuzz {p.slug}: no settings in its URL, not fuzzed")
+        return 0
+    cases = _pick(defaults)
+    assert sum(c.expect is not None for c in cases) >= 30
+    failures, t = [], time.monotonic()
+    for start in range(0, len(cases), TABS):
+        batch = list(zip(tabs, cases[start:start + TABS]))
+        for tab, case in batch:
+            tab.goto(f"{p.url}?{case.query}", wait_until="commit")
+        for tab, case in batch:
+            try:
+                h.wait_idle(tab, timeout_s=120, settle_s=0.2)
+            except Exception as exc:  # a page that never settles is a failure of this case, not of the run
+                failures.append(f"{case.label}: not idle ({str(exc).splitlines()[0]})")
+                continue
+            if problem := _check(tab, case, defaults):
+                failures.append(problem)
+    h.report(f"fuzz {p.slug}: {len(cases)} malformed URLs ({sum(c.expect is not None for c in cases)} must warn), "
+             f"{len(failures)} failures, {time.monotonic() - t:.0f} s")
+    assert not failures, f"{p.slug}: {len(failures)} of {len(cases)} malformed URLs failed:\n" + "\n".join(failures)
+    return len(cases)
+
+
+def test_fuzz_every_page_with_malformed_urls(browser, app_pages, subtests):
+    fuzzed = 0
+    for p in app_pages:
+        with subtests.test(msg=p.slug):
+            ctx = browser.new_context(viewport=h.VIEWPORT)
+            try:
+                fuzzed += _fuzz_page(ctx, p) > 0
+            finally:
+                ctx.close()
+    assert fuzzed >= 1, "no page with settings in the URL was found"
