@@ -124,6 +124,8 @@ def read_mnist(path: str) -> tuple[np.ndarray, np.ndarray]:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"data_path {path!r} does not exist")
+    if not (p.is_file() or p.is_dir()):
+        raise DataError(f"data_path {path!r} is neither a regular file nor a folder")
     if p.is_file():
         if p.suffix != ".npz":
             raise DataError(f"data_path {path!r}: expected a folder of IDX files or an .npz file")

@@ -241,7 +241,7 @@ def show_run(spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[obje
                 _local.redraw = None
             # on a loaded machine a redraw can outlast the training between two: keep 2/3 of the time for training
             next_redraw = time.monotonic() + 2 * (time.monotonic() - started)
-    except (SpecError, DataError) as exc:
+    except (SpecError, DataError, OSError) as exc:  # OSError: e.g. a data_path from the URL that is a device
         bar.empty()
         st.error(f"Cannot run with these settings: {exc}")
         st.stop()

@@ -307,3 +307,15 @@ def _spec_of(module: str, preset: str) -> str:
             except Exception:
                 continue
     raise LookupError(preset)
+
+
+@pytest.mark.parametrize("path", ["/dev/null", "/nonexistent/x.npz", "/etc/passwd", "/", "%00"])
+def test_a_data_path_from_the_url_fails_with_a_message(path):
+    """data_path comes from the URL: any path is refused with a DataError/SpecError (a message in the page),
+    never another exception (a traceback)."""
+    from normviz.data import DataError, load_checked
+
+    spec_cls = next(c for c in spec_classes() if "data_path" in c.field_info() and "mnist-file" in
+                    (c.field_info()["dataset"]["choices"] or ()))
+    with pytest.raises((DataError, ValueError)):
+        load_checked(spec_cls(dataset="mnist-file", data_path=path))
