@@ -68,6 +68,17 @@ def _wait_healthy(base: str, seconds: float = 120) -> None:
     raise RuntimeError("the streamlit server did not come up")
 
 
+def _nav_paths(browser, base: str) -> dict[str, str]:
+    """Page file stem -> URL path, read from the running app's navigation (app.py sets the url_path)."""
+    tab = browser.new_page()
+    tab.goto(base)
+    tab.wait_for_selector('a[data-testid*="NavLink"]', timeout=120_000)
+    hrefs = tab.eval_on_selector_all('a[data-testid*="NavLink"]', "els => els.map(e => e.href)")
+    tab.close()
+    paths = [h[len(base):].strip("/") for h in hrefs if h.startswith(base)]
+    return {p.replace("-", "_"): p for p in paths if p}
+
+
 def server_peak(sessions: int = SESSIONS) -> tuple[float, float, int]:
     """(peak RSS GB of the server process, seconds until all sessions were idle, charts seen)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -93,11 +104,13 @@ def server_peak(sessions: int = SESSIONS) -> tuple[float, float, int]:
         _wait_healthy(base)
         watcher.start()
         # the views that train and draw charts (home and BN by hand do neither)
-        views = [p for p in app_pages() if "ui.chart(" in (ROOT / p).read_text()]
-        urls = [f"{base}/{Path(views[i % len(views)]).stem.replace('_', '-')}?seed={i + 1}" for i in range(sessions)]
+        views = [Path(p).stem for p in app_pages() if "ui.chart(" in (ROOT / p).read_text()]
         start = time.monotonic()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+            paths = _nav_paths(browser, base)
+            views = [paths.get(v, v) for v in views]
+            urls = [f"{base}/{views[i % len(views)]}?seed={i + 1}" for i in range(sessions)]
             tabs = []
             for url in urls:
                 tab = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()

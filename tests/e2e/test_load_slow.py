@@ -10,7 +10,7 @@ import os
 import e2e_helpers as h
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = pytest.mark.slow  # not "browser": `-m browser` (the e2e run) must not start it
 
 
 def test_a_class_at_once_and_tabs_closed_mid_training():
