@@ -58,11 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"... {name}", end="", flush=True)
         try:
             module = importlib.import_module(SUITE[name])
-            rows += module.run(quick=args.quick)
+            new = module.run(quick=args.quick)
         except Exception:  # one broken benchmark must not hide the others' numbers
             failed.append(name)
             traceback.print_exc()
+            new = []
         print(f" {time.perf_counter() - start:.0f} s", flush=True)
+        for r in new:  # as they come, in case the suite is stopped before the table
+            print(f"    {r.name}: {r.value} | {r.baseline} | {r.ratio}", flush=True)
+        rows += new
     print(f"load average at end: {load_average()}\n")
     print(table(rows))
     if failed:

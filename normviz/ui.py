@@ -31,6 +31,19 @@ CUSTOM = "(custom settings)"
 _local = threading.local()  # the redraw pass of the current script run, for unique chart keys
 
 
+def enter_through_app() -> None:
+    """Make sure this page runs inside app.py. On a fresh server, until some session has called st.navigation,
+    Streamlit treats the folder named pages/ next to app.py as a v1 multipage app: a shared deep link then runs
+    the page file alone, without app.py's page config, torch settings and navigation. Turning that mode off
+    (a process-wide flag that st.navigation itself clears) and rerunning sends this and every later run
+    through app.py, on the same page with the same query."""
+    from streamlit.runtime.pages_manager import PagesManager  # no public switch for this
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def _nice_grid(lo: float, hi: float) -> list[float]:
     """1-2-5 steps per decade between lo and hi (and 0 when lo is 0)."""
     start = lo if lo > 0 else 1e-4

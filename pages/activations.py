@@ -4,6 +4,7 @@ from normviz import ui
 from normviz.experiments.activations import PRESETS, ActivationsSpec, pytorch_snippet, run
 from normviz.figures import activations as figs
 
+ui.enter_through_app()
 st.title("Activations with and without BatchNorm")
 st.caption("Two MLPs start from identical weights and train on the same batches; only one has BatchNorm.")
 spec = ui.spec_controls(ActivationsSpec, "act", presets=PRESETS)

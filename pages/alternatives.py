@@ -6,6 +6,7 @@ from normviz.experiments.norm_cost import explain
 from normviz.figures import alternatives as figs
 from normviz.figures.style import NORM_LABELS
 
+ui.enter_through_app()
 st.title("Alternatives to BatchNorm")
 spec = ui.spec_controls(alt.AlternativesSpec, "alt", fields=alt.AlternativesSpec.sidebar(), presets=alt.PRESETS)
 font = ui.font_size()

@@ -10,6 +10,7 @@ from normviz.runs import final
 PAGE = "byhand"
 FIELDS = ["convention", "momentum", "eps", "var_estimator", "x", "gamma", "beta", "running_mean", "running_var",
           "dy", "x_new"]
+ui.enter_through_app()
 st.title("BatchNorm by hand")
 st.caption("One training step of `torch.nn.BatchNorm1d` on a small batch, formula by formula with your numbers "
            "(numpy, float64), then checked against torch itself. Edit any white cell; the link keeps your edits.")

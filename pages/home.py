@@ -1,7 +1,9 @@
 import streamlit as st
 
+from normviz import ui
 from normviz.tour import TOUR
 
+ui.enter_through_app()
 st.title("normviz: see what BatchNorm does")
 st.markdown("Small networks train **live on this computer** while you watch. Each link below opens a view with "
             "every control set for one lesson, and a blue box says what to notice. Everything is in the sidebar "

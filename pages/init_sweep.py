@@ -4,6 +4,7 @@ from normviz import ui
 from normviz.experiments.init_sweep import PRESETS, InitSweepSpec, pytorch_snippet, run
 from normviz.figures import activations as figs
 
+ui.enter_through_app()
 st.title("The init-scale sweep (Deep Learning from Scratch, ch. 6)")
 st.caption("16 weight-init stds from 1 down to 1e-4; for each, an MLP 64-100x5-10 (ReLU) with and without BN, "
            "SGD lr 0.01, batch 100, 1,000 digits, 20 epochs. All 32 networks train as one stacked computation.")

@@ -5,6 +5,7 @@ from normviz import ui
 from normviz.experiments import running_stats as rs
 from normviz.figures import running_stats as figs
 
+ui.enter_through_app()
 st.title("Running statistics: what BN's momentum does")
 st.caption("One network trains once. Running statistics never change training in train mode, so every BN layer "
            "keeps one set of running buffers per momentum (plus the cumulative average) on the same batches.")

@@ -5,6 +5,7 @@ from normviz.experiments import batch_size, inference
 from normviz.experiments.inference import PRESETS, InferenceSpec, TrainVsInferenceSpec
 from normviz.figures import train_vs_inference as figs
 
+ui.enter_through_app()
 st.title("Train mode vs inference")
 st.caption("A BN network that works in training can behave differently in production, where images come one "
            "at a time; and small batches hurt BN while it trains. The slider B is used in every section.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,8 +64,8 @@ def deep_link_first(app_server, browser):
         page = ctx.new_page()
         page.goto(f"{app_server.base}/{path}", wait_until="domcontentloaded")
         page.wait_for_selector('[data-testid="stSidebarNav"] a[href]', timeout=h.LOAD_TIMEOUT_S * 1000)
-        time.sleep(1.0)  # the navigation is sent once per run; let a second one (if any) arrive
-        return path, h.nav_links(page)
+        h.wait_idle(page)  # the page may rerun itself through app.py once: its navigation comes with that run
+        return path, h.nav_links(page), page.url
     finally:
         ctx.close()
 

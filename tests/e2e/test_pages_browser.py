@@ -17,7 +17,8 @@ MAX_ATTEMPTS = 4
 def test_deep_link_on_a_fresh_server_gets_the_apps_navigation(deep_link_first, app_nav):
     """A teacher restarts the server and shares a link to a view: the first student to open it must get the
     app (its navigation, page config and torch settings), not Streamlit's pages/-folder fallback."""
-    path, links = deep_link_first
+    path, links, url = deep_link_first
+    assert url.split("?")[0].rstrip("/").endswith("/" + path), f"the deep link to /{path} ended on {url}"
     assert [t for _, t in links] == [t for _, t in app_nav], (
         f"the first visit to /{path} on a fresh server showed the navigation {[t for _, t in links]} instead of "
         f"the app's {[t for _, t in app_nav]}: Streamlit ran the page file directly (v1 multipage mode, because "
