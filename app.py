@@ -2,9 +2,12 @@
 
 import streamlit as st
 
+from normviz import warm
+from normviz.runs import STORE
 from normviz.runtime import configure_torch
 
 configure_torch()
+warm.start_once(STORE)  # the defaults and the tour's presets train in the background, once per server
 st.set_page_config(page_title="normviz: BatchNorm, live", page_icon=":material/bar_chart:", layout="wide")
 
 

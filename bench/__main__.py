@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import os
 import sys
 import time
 import traceback
 
 from bench.common import Row, load_average, machine
 from normviz.runtime import configure_torch
+
+os.environ["NORMVIZ_WARM_UP"] = "0"  # measure runs and page loads uncached; no background training (normviz.warm)
 
 SUITE = {  # name -> module with run(quick) -> list[Row]
     "init_sweep": "bench.bench_init_sweep",

@@ -50,7 +50,7 @@ class _Live:
 class RunStore:
     """Finished results by key (least recently used dropped first) and runs in progress."""
 
-    def __init__(self, max_results: int = 48):
+    def __init__(self, max_results: int = 64):  # the warmed defaults and presets take 27
         self.max_results = max_results
         self._lock = threading.Lock()
         self._done: OrderedDict[str, object] = OrderedDict()

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from normviz.figures.memo import of_finished_results
 from normviz.figures.style import norm_color, style
 
 QUANTITY_TITLES = {
@@ -22,6 +23,7 @@ def _centers(edges: np.ndarray) -> np.ndarray:
     return (edges[:-1] + edges[1:]) / 2
 
 
+@of_finished_results
 def layer_histograms(result, quantity: str, font_size: int = 14, animate: bool = False) -> go.Figure:
     """Rows: the two networks; columns: hidden layers; bars: share of probe values per bin.
 
@@ -59,6 +61,7 @@ def layer_histograms(result, quantity: str, font_size: int = 14, animate: bool =
     return style(fig, f"{QUANTITY_TITLES[quantity]} — step {steps[-1]}", font_size, height=430)
 
 
+@of_finished_results
 def layer_stats(result, font_size: int = 14) -> go.Figure:
     """Mean, std, saturation and dead share per layer over training: one line per layer."""
     stats = [s for s in STAT_TITLES if s in ("mean", "std") or np.nanmax(result.snapshots[s], initial=0) > 0]
@@ -83,6 +86,7 @@ def layer_stats(result, font_size: int = 14) -> go.Figure:
                  height=170 * len(stats) + 90)
 
 
+@of_finished_results
 def training_curves(result, font_size: int = 14) -> go.Figure:
     """Loss per step, and accuracy (eval mode on train and test, train mode on each batch)."""
     fig = make_subplots(1, 2, subplot_titles=("training loss (per batch)", "accuracy"))
@@ -111,6 +115,7 @@ def _smooth(y: np.ndarray, window: int = 10) -> np.ndarray:
     return np.concatenate([y[: window - 1], np.convolve(y, kernel, mode="valid")])
 
 
+@of_finished_results
 def init_sweep_grid(result, font_size: int = 14) -> go.Figure:
     """The DLfS figure: one panel per init std, train accuracy per epoch, BN solid, no BN dashed."""
     n = len(result.scales)

@@ -11,6 +11,7 @@ from normviz.experiments.alternatives import AXES_KINDS, SETS_HELP, set_label, s
 from normviz.experiments.rnn_norms import NORMS as RNN_NORMS
 from normviz.experiments.rnn_norms import REPEATS, TRAIN_STEPS
 from normviz.experiments.sync_bn import MODES
+from normviz.figures.memo import of_finished_results
 from normviz.figures.style import NORM_LABELS, REFERENCE_COLOR, norm_color, style
 
 AXIS_TITLES = {"n": "N (batch)", "c": "C (channels)", "hw": "H,W (spatial)"}
@@ -47,6 +48,7 @@ def _set_boxes(sets: np.ndarray) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
+@of_finished_results
 def axes_cube(result, font_size: int = 14) -> go.Figure:
     """The GroupNorm paper's figure on this tensor's shape: per norm, the values one mean/var is computed
     over (shaded), and the borders of all the other sets (lines)."""
@@ -86,6 +88,7 @@ def axes_cube(result, font_size: int = 14) -> go.Figure:
     return fig
 
 
+@of_finished_results
 def tensor_sets(result, kind: str, font_size: int = 14) -> go.Figure:
     """The small tensor laid out flat (rows: samples; columns: channels, each with its positions), with a box
     around every set one mean/var is computed over; left the values, right the normalised values."""
@@ -132,6 +135,7 @@ def tensor_sets(result, kind: str, font_size: int = 14) -> go.Figure:
     return style(fig, title, font_size, height=520)
 
 
+@of_finished_results
 def zoo_curves(result, font_size: int = 14) -> go.Figure:
     """Training loss per step (smoothed) and test accuracy (eval mode), one colour per norm; with several
     seeds, the mean and a band from the lowest to the highest seed."""
@@ -175,6 +179,7 @@ def _smooth(y: np.ndarray, window: int = 10) -> np.ndarray:
     return np.where(np.isfinite(y), out, np.nan)
 
 
+@of_finished_results
 def cost_bars(result, font_size: int = 14) -> go.Figure:
     """Per batch size: ms per training step, split into the norm layers (by ablation) and the rest."""
     sizes = result.batch_sizes
@@ -211,6 +216,7 @@ def _share_label(share: float) -> str:
     return f"{share:.0%}" if share >= 0 else "<0: noise"
 
 
+@of_finished_results
 def sync_figure(result, font_size: int = 14) -> go.Figure:
     """Against the per-worker batch b: test accuracy, and how far the batch statistics stray from the data's."""
     b = np.array(result.sub_batches)
@@ -239,6 +245,7 @@ def sync_figure(result, font_size: int = 14) -> go.Figure:
     return style(fig, None, font_size, height=400)
 
 
+@of_finished_results
 def rnn_curves(result, font_size: int = 14) -> go.Figure:
     fig = make_subplots(1, 2, subplot_titles=("training loss (mean of the last 10 steps)",
                                               f"test accuracy (eval mode, {TRAIN_STEPS} steps)"))
@@ -258,6 +265,7 @@ def _rnn_label(norm: str) -> str:
     return {"batch": "BatchNorm (per time step)", "layer": "LayerNorm (shared)", "none": "no norm"}[norm]
 
 
+@of_finished_results
 def rnn_bn_stats(result, font_size: int = 14) -> go.Figure:
     """The running statistics per-time-step BN keeps: one row per step, one column per hidden unit."""
     fig = make_subplots(1, 2, subplot_titles=("running mean", "running variance"), horizontal_spacing=0.16)
@@ -273,6 +281,7 @@ def rnn_bn_stats(result, font_size: int = 14) -> go.Figure:
                  font_size, height=360)
 
 
+@of_finished_results
 def rnn_long(result, font_size: int = 14) -> go.Figure:
     """Left: accuracy on longer sequences (the image read again). Right: per step, the std of what BN's input
     really is on the test set, against the running std BN divides by there."""

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from normviz.figures.memo import of_finished_results
 from normviz.figures.style import REFERENCE_COLOR, momentum_color, style
 
 POPULATION_NAMES = {"precise": "population (a) PreciseBN", "eval": "population (b) eval-mode"}
@@ -33,6 +34,7 @@ def _log_var_axis(*arrays) -> bool:
     return len(values) > 0 and values.max() / values.min() > 20
 
 
+@of_finished_results
 def trajectories(result, layer: int, channel: int, shown=None, font_size: int = 14) -> go.Figure:
     """Chart A: running mean and var of one channel for each momentum, batch statistics as faint dots,
     the two population definitions as lines."""
@@ -60,6 +62,7 @@ def trajectories(result, layer: int, channel: int, shown=None, font_size: int = 
     return style(fig, title, font_size, height=620)
 
 
+@of_finished_results
 def errors(result, population: str = "precise", shown=None, font_size: int = 14) -> go.Figure:
     """Chart B: the channel-averaged error of each momentum's estimate over steps, log scale, with each
     momentum's effective window 1/m marked."""
@@ -90,6 +93,7 @@ def errors(result, population: str = "precise", shown=None, font_size: int = 14)
     return style(fig, title, font_size, height=430)
 
 
+@of_finished_results
 def accuracy(result, shown=None, font_size: int = 14) -> go.Figure:
     """Chart C: test accuracy in eval mode with each momentum's running stats, and in train mode."""
     fig = go.Figure()
@@ -104,6 +108,7 @@ def accuracy(result, shown=None, font_size: int = 14) -> go.Figure:
                  height=400)
 
 
+@of_finished_results
 def precise_bn(result, shown=None, font_size: int = 14) -> go.Figure:
     """PreciseBN after training: eval accuracy with each momentum's running stats (before) and with the
     recomputed ones (after), against the final train-mode accuracy."""

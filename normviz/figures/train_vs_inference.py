@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from normviz.experiments.batch_size import BATCH_STAT_NORMS
 from normviz.experiments.inference import CAMERA_GAIN, CAMERA_OFFSET, FINETUNE_CASES, MATE_KINDS
+from normviz.figures.memo import of_finished_results
 from normviz.figures.style import NORM_LABELS, REFERENCE_COLOR, norm_color, style
 
 EVAL_COLOR, TRAIN_COLOR, CRASH_COLOR = REFERENCE_COLOR, norm_color("batch"), "#d62728"
@@ -43,6 +44,7 @@ def _mark(fig: go.Figure, batch: int, row: int | None = None, col: int | None = 
 
 
 # --- 1. train mode vs eval mode ---------------------------------------------------------------------------
+@of_finished_results
 def train_vs_eval(result, batch: int, font_size: int = 14) -> go.Figure:
     """Test accuracy against the batch size the test set is fed in, eval vs train mode, MLP and CNN."""
     fig = go.Figure()
@@ -77,6 +79,7 @@ def notice_train_vs_eval(result, batch: int) -> str:
 
 
 # --- 2. batch size 1 ---------------------------------------------------------------------------------------
+@of_finished_results
 def single_image(result, font_size: int = 14) -> go.Figure:
     """CNN: probability of the true class, eval mode vs the image alone in train mode."""
     ex = result.cnn_examples
@@ -101,6 +104,7 @@ def notice_single_image(result) -> str:
             "the classifier.")
 
 
+@of_finished_results
 def story(result, font_size: int = 14) -> go.Figure:
     """Frame-by-frame deployment: running accuracy over frames and the final scores."""
     s = result.story
@@ -134,6 +138,7 @@ def notice_story(result) -> str:
 
 
 # --- 3. batch-mates ----------------------------------------------------------------------------------------
+@of_finished_results
 def batch_mates(result, batch: int, font_size: int = 14) -> go.Figure:
     """The chosen image and its class probabilities with different batch-mates, train vs eval mode."""
     m = result.mates
@@ -181,6 +186,7 @@ def notice_batch_mates(result, batch: int) -> str:
 
 
 # --- 4. small-batch training -------------------------------------------------------------------------------
+@of_finished_results
 def sweep(result, batch: int, font_size: int = 14) -> go.Figure:
     """Final test accuracy per norm against the training batch size; and train- vs eval-mode for BN/Renorm."""
     fig = make_subplots(1, 2, horizontal_spacing=0.1, subplot_titles=(
@@ -237,6 +243,7 @@ def notice_sweep(result) -> str:
 
 
 # --- 5. the online stream ----------------------------------------------------------------------------------
+@of_finished_results
 def stream(result, font_size: int = 14) -> go.Figure:
     """Test accuracy over the stream per norm, and the batch size of every step."""
     fig = make_subplots(2, 1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
@@ -274,6 +281,7 @@ def notice_stream(result) -> str:
 
 
 # --- 6. fine-tuning with frozen BN -------------------------------------------------------------------------
+@of_finished_results
 def finetune(result, font_size: int = 14) -> go.Figure:
     """Running-stat drift and test accuracy while fine-tuning with BN frozen in two ways."""
     f = result.finetune
