@@ -13,12 +13,14 @@ Starts `streamlit run app.py` on a free port and drives headless Chromium (/usr/
    round: server RSS and thread count before/during/after, and the server's CPU time in the 10 s after
    all tabs closed (near zero if no training was left running).
 
-The server's memory is the RSS of its whole process tree (psutil), sampled every 0.2 s.
+The server's memory is the RSS of its whole process tree (psutil), sampled every 0.2 s. The server runs
+without its background warm-up (NORMVIZ_WARM_UP=0), so what is measured is what the sessions cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -176,6 +178,8 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
+    # the server's own warm-up (normviz.warm) would train in the background and blur what the sessions cost
+    os.environ["NORMVIZ_WARM_UP"] = "0"
     log = Path(tempfile.mkdtemp(prefix="normviz-load-")) / "server.log"
     server = h.start_server(log)
     sampler = Sampler(server.proc.pid)

@@ -160,3 +160,12 @@ def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+def test_the_notice_quotes_the_measured_accuracies(result):
+    from normviz.figures.train_vs_inference import notice_train_vs_eval
+
+    text = notice_train_vs_eval(result, 4)
+    mlp = result.mlp
+    assert f"{mlp.eval_acc[0]:.0%}, exactly the same at every batch size" in text  # eval mode ignores B
+    assert f"{mlp.train_acc[1]:.0%} at batch 2" in text and "At batch 4 (the slider)" in text

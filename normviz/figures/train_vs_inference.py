@@ -70,8 +70,10 @@ def notice_train_vs_eval(result, batch: int) -> str:
     i = sizes.index(batch)
     at = (f" At batch {batch} (the slider), train mode scores {_pct(mlp.train_acc[i])} (MLP) and "
           f"{_pct(cnn.train_acc[i])} (CNN).")
+    spread = float(np.ptp(mlp.eval_acc))
+    same = "exactly the same at every batch size" if spread == 0 else f"within {spread:.1%} across batch sizes"
     return (f"- **Eval mode** normalises with the running statistics, one sample at a time: "
-            f"{_pct(mlp.eval_acc[0])} at every batch size (spread {np.ptp(mlp.eval_acc):.1e}).\n"
+            f"{_pct(mlp.eval_acc[0])}, {same}.\n"
             f"- **Train mode** normalises each batch with its own statistics: {_pct(mlp.train_acc[1])} at batch 2, "
             f"{_pct(mlp.train_acc[-1])} at batch {sizes[-1]}. Large batches have statistics close to the running "
             f"ones, small batches do not.{at}\n"
