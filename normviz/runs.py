@@ -44,6 +44,7 @@ class _Live:
     def __init__(self):
         self.latest = None
         self.version = 0
+        self.followers = 0  # sessions waiting on this run (changed under the store's lock)
         self.finished = threading.Event()
 
 
@@ -90,10 +91,16 @@ class RunStore:
                 yield from self._own(key, live, start)
                 return
             seen = 0
-            while not live.finished.wait(poll):
-                if live.version != seen and live.latest is not None:
-                    seen = live.version
-                    yield live.latest
+            with self._lock:
+                live.followers += 1
+            try:
+                while not live.finished.wait(poll):
+                    if live.version != seen and live.latest is not None:
+                        seen = live.version
+                        yield live.latest
+            finally:
+                with self._lock:
+                    live.followers -= 1
             # the owner finished (the result is in _done) or gave up (we take over): go round again
 
     def _own(self, key: str, live: _Live, start: Callable[[], Iterator[R]]) -> Iterator[R]:
@@ -111,6 +118,12 @@ class RunStore:
                     while len(self._done) > self.max_results:
                         self._done.popitem(last=False)
             live.finished.set()
+
+    def followed(self, key: str) -> bool:
+        """Whether a session is waiting on the run in progress for `key` (a background owner then yields it)."""
+        with self._lock:
+            live = self._live.get(key)
+            return live is not None and live.followers > 0
 
     def clear(self) -> None:
         """Forget the finished results (benchmarks measure uncached runs this way)."""

@@ -40,14 +40,18 @@ def _lower_priority() -> None:
 
 def warm(store: RunStore, todo: list[Job], stop: threading.Event | None = None) -> int:
     """Run each job to its end through the store (a cached one costs nothing); returns how many finished.
-    A job that fails (it cannot fail on the shipped presets) is skipped: warming must never break the app."""
+
+    When a session asks for the run being warmed, warming gives it up: the session takes the run over at
+    its own priority (a low-priority owner on a busy machine would keep it waiting). A job that fails (it
+    cannot on the shipped presets) is skipped: warming must never break the app."""
     finished = 0
     for run, spec in todo:
         if stop is not None and stop.is_set():
             break
+        key = spec.key()
         try:
-            for _ in store.stream(spec.key(), lambda run=run, spec=spec: run(spec)):
-                if stop is not None and stop.is_set():
+            for _ in store.stream(key, lambda run=run, spec=spec: run(spec)):
+                if (stop is not None and stop.is_set()) or store.followed(key):
                     break
             else:
                 finished += 1

@@ -1,6 +1,8 @@
 """Background warming of the defaults and the tour's presets (normviz.warm)."""
 
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -48,3 +50,27 @@ def test_a_failing_job_is_skipped_and_a_stop_ends_warming():
 def test_warming_is_off_in_the_tests(monkeypatch):
     monkeypatch.setenv("NORMVIZ_WARM_UP", "0")
     assert warm.start_once(RunStore()) is None
+
+
+def test_a_session_asking_for_the_run_being_warmed_takes_it_over():
+    """A low-priority warming thread must not keep a session waiting: it gives the run up to the session."""
+    store, started = RunStore(), threading.Event()
+
+    def slow(spec):
+        started.set()
+        for i in range(500):
+            time.sleep(0.02)
+            yield SimpleNamespace(done=False, who="warm", i=i)
+        yield SimpleNamespace(done=True, who="warm", i=500)
+
+    def session_run():
+        yield SimpleNamespace(done=True, who="session", i=0)
+
+    key_spec = activations.ActivationsSpec(seed=7)
+    warming = threading.Thread(target=warm.warm, args=(store, [(slow, key_spec)]))
+    warming.start()
+    assert started.wait(10)
+    seen = list(store.stream(key_spec.key(), session_run, poll=0.01))
+    warming.join(10)
+    assert not warming.is_alive() and seen[-1].who == "session"
+    assert store.get(key_spec.key()).who == "session" and not store.followed(key_spec.key())
