@@ -22,7 +22,8 @@ for number, section in enumerate(TOUR, 1):
 with st.expander("Before class"):
     st.markdown(
         "- Turn on **Large chart fonts (projector)** in the sidebar of any view.\n"
-        "- Open the tour once before class: finished runs are cached, so in class every lesson appears at once.\n"
+        "- Open this page once a minute or two before class: the server then trains every lesson below in the "
+        "background, and finished runs are kept for everyone, so in class each lesson appears at once.\n"
         "- Under every chart, **HTML** and **PNG** download it for slides; each view has a **Reproduce in "
         "PyTorch** snippet for students.\n"
         "- A handout that works offline: `python -m normviz report --out bn-lessons.html` trains every lesson "
