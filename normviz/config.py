@@ -207,7 +207,7 @@ class Spec:
             if key in ignore:
                 continue
             if key not in names:
-                warnings.append(f"Ignored unknown URL parameter '{_clip(key)}'.")
+                warnings.append(f"Ignored unknown URL parameter '{clip(key)}'.")
                 continue
             if isinstance(raw, (list, tuple)):
                 if len(raw) != 1:
@@ -217,14 +217,15 @@ class Spec:
             try:
                 values[key] = cls.parse_field(key, str(raw))
             except SpecError as exc:
-                warnings.append(f"URL parameter '{key}' is invalid ({_clip(str(exc), 160)}); using the default.")
+                warnings.append(f"URL parameter '{key}' is invalid ({clip(str(exc), 160)}); using the default.")
         try:
             return cls(**values), warnings
         except SpecError as exc:  # values valid alone but not together
             return cls(), warnings + [f"URL settings do not fit together ({exc}); using the defaults."]
 
 
-def _clip(text: str, n: int = 40) -> str:
+def clip(text: str, n: int = 40) -> str:
+    """A user's text, shortened for a message."""
     return text if len(text) <= n else text[:n] + "…"
 
 

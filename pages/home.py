@@ -5,6 +5,7 @@ from normviz.tour import TOUR
 
 ui.enter_through_app()
 st.title("normviz: see what BatchNorm does")
+ui.settingless_page()
 st.markdown("Small networks train **live on this computer** while you watch. Each link below opens a view with "
             "every control set for one lesson, and a blue box says what to notice. Everything is in the sidebar "
             "and in the page's URL, so a link reproduces exactly what you see.")

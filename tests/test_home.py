@@ -43,3 +43,17 @@ def test_a_preset_link_applies_its_preset_on_every_visit():
         assert (at.session_state["act.activation"], at.session_state["act.init"]) == (spec.activation, spec.init)
         assert any(act.PRESETS[name].notice[:40] in box.value for box in at.info)
         assert "preset" not in at.query_params  # applied once; the URL now carries the settings
+
+
+def test_parameters_in_a_link_to_home_are_named_and_dropped():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["seed"] = "abc"
+    at.query_params["zz"] = ["1", "2"]
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("'seed'" in w for w in warnings) and any("'zz'" in w for w in warnings)
+    assert all("no settings" in w for w in warnings) and len(warnings) == 2
+    assert dict(at.query_params) == {}
+    at.run()  # the next run has nothing left to complain about
+    assert not at.warning
