@@ -306,8 +306,8 @@ def test_page_display_widgets_never_retrain_and_a_convention_switch_keeps_the_mo
 
     monkeypatch.setattr(rs, "run", counting)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=240)
+    at.run()  # home, which has no settings (it would drop any in the URL)
     at.query_params.update(steps="40", depth="2", width="16", pop_every="10", seed="7")
-    at.run()
     at.switch_page("pages/running_stats.py").run()
     assert not at.exception and len(at.get("plotly_chart")) == 4 and len(calls) == 1
     at.multiselect[0].set_value([0, 2]).run()
