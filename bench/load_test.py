@@ -20,7 +20,6 @@ without its background warm-up (NORMVIZ_WARM_UP=0), so what is measured is what 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -178,10 +177,9 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    # the server's own warm-up (normviz.warm) would train in the background and blur what the sessions cost
-    os.environ["NORMVIZ_WARM_UP"] = "0"
     log = Path(tempfile.mkdtemp(prefix="normviz-load-")) / "server.log"
-    server = h.start_server(log)
+    # the server's own warm-up (normviz.warm) would train in the background and blur what the sessions cost
+    server = h.start_server(log, env={"NORMVIZ_WARM_UP": "0"})
     sampler = Sampler(server.proc.pid)
     sampler.start()
     out = {}

@@ -49,13 +49,15 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(log: Path, port: int | None = None) -> Server:
-    """`streamlit run app.py` from the repo root on a free port, once /_stcore/health answers."""
+def start_server(log: Path, port: int | None = None, env: dict[str, str] | None = None) -> Server:
+    """`streamlit run app.py` from the repo root on a free port, once /_stcore/health answers; `env` adds to
+    this process's environment for the server only."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
     server = Server(f"http://127.0.0.1:{port}", proc, log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
