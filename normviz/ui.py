@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from normviz.config import DataSpec, Preset, Spec, SpecError, clip
+from normviz.config import DataSpec, Preset, Spec, SpecError, unknown_parameter
 from normviz.data import DataError
 from normviz.figures import export
 from normviz.figures.style import FONT_SIZES
@@ -173,8 +173,7 @@ def settingless_page() -> None:
     """A page without settings (home): each URL parameter is named in a warning, and the URL is cleared."""
     keys = list(st.query_params)
     for key in keys:
-        st.warning(f"Ignored unknown URL parameter '{clip(key)}': this page has no settings.",
-                   icon=":material/warning:")
+        st.warning(unknown_parameter(key, ": this page has no settings"), icon=":material/warning:")
     if keys:
         st.query_params.clear()
 
