@@ -53,7 +53,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
-    """This machine's single-thread float32 GEMM throughput (what one training run can use)."""
+    """This machine's float32 GEMM throughput on the calling thread's torch thread count."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     seconds = best_of(lambda: a @ b, repeats)
     return 2 * n**3 / seconds / 1e9

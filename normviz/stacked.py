@@ -24,6 +24,10 @@ ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "linear": lambda x: x,
 }
 
+# the same, overwriting their input, for forward passes that need no intermediate tensors
+ACTIVATION_FNS_IN_PLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    **ACTIVATION_FNS, "relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
+
 # what every hidden block records for telemetry: Linear output, after the norm, after the activation
 BlockRecorder = Callable[[int, dict[str, torch.Tensor]], None]
 
@@ -36,7 +40,9 @@ def init_std(init: str, fan_in: int, std: float) -> float:
 class _StackedBatchNorm(torch.autograd.Function):
     """Train-mode BN over dim 1 of the first n models of (K, B, C), identity on the others, as one
     autograd node with the closed-form backward. Returns (output, batch mean, biased batch var) of
-    the n BN models; the statistics carry no gradient.
+    the n BN models; the statistics carry no gradient. With `overwrite` the output is written into
+    the input; with `relu` (which needs `overwrite`) ReLU follows on all K models in the same node,
+    so the backward pass masks the gradient and normalizes it in one buffer.
 
     Measured against var_mean + normalize + torch.cat (bench/): torch.var_mean over the middle dim
     took 1.4 ms of CPU on (16, 100, 100), the two-pass mean and centred square 0.05 ms; and slicing
@@ -44,18 +50,24 @@ class _StackedBatchNorm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, gamma, beta, eps):
+    def forward(ctx, h, gamma, beta, eps, overwrite, relu):
         n, k = gamma.shape[0], h.shape[0]
         h_bn, h_plain = h.split([n, k - n])
         mean = h_bn.mean(1, keepdim=True)  # (n, 1, C)
         centered = h_bn - mean  # (n, B, C)
         var = centered.square().mean(1, keepdim=True)
         rstd = torch.rsqrt(var + eps)
-        out = torch.empty_like(h)  # (K, B, C)
+        out = h if overwrite else torch.empty_like(h)  # (K, B, C)
         out_bn, out_plain = out.split([n, k - n])
         torch.addcmul(beta, centered, gamma * rstd, out=out_bn)  # gamma * x_hat + beta in one pass
-        out_plain.copy_(h_plain)
-        ctx.save_for_backward(centered, rstd, gamma)
+        if overwrite:
+            ctx.mark_dirty(h)
+        else:
+            out_plain.copy_(h_plain)
+        if relu:
+            out.clamp_min_(0)
+        ctx.relu = relu
+        ctx.save_for_backward(centered, rstd, gamma, out if relu else None)
         ctx.mark_non_differentiable(mean, var)
         ctx.set_materialize_grads(False)  # no zero-filled gradients for the statistics
         return out, mean, var
@@ -63,20 +75,24 @@ class _StackedBatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_mean, _grad_var):
         if grad_out is None:  # the output did not reach the loss
-            return None, None, None, None
-        centered, rstd, gamma = ctx.saved_tensors
+            return None, None, None, None, None, None
+        centered, rstd, gamma, out = ctx.saved_tensors
         n, b = centered.shape[:2]
-        g, g_plain = grad_out.split([n, grad_out.shape[0] - n])
+        if ctx.relu:  # the masked gradient is a new buffer: the plain models' rows are final in it
+            grad_h = torch.ops.aten.threshold_backward(grad_out, out, 0)
+            g = grad_h[:n]
+        else:
+            grad_h = torch.empty_like(grad_out)
+            grad_h[n:] = grad_out[n:]
+            g = grad_out[:n]
         grad_beta = g.sum(1, keepdim=True)  # (n, 1, C)
         grad_gamma = (g * centered).sum(1, keepdim=True).mul_(rstd)  # sum(g * x_hat)
         # dL/dh = s * (g - mean(g) - x_hat * mean(g * x_hat)) with s = gamma * rstd, g = dL/dy
         s = gamma * rstd
-        grad_h = torch.empty_like(grad_out)
-        grad_bn, grad_plain = grad_h.split([n, grad_out.shape[0] - n])
-        torch.addcmul((s * grad_beta).mul_(-1 / b), g, s, out=grad_bn)
+        grad_bn = grad_h[:n]
+        torch.addcmul((s * grad_beta).mul_(-1 / b), g, s, out=grad_bn)  # may overwrite g: its sums are taken
         grad_bn.addcmul_(centered, (s * rstd * grad_gamma).mul_(-1 / b))
-        grad_plain.copy_(g_plain)
-        return grad_h, grad_gamma, grad_beta, None
+        return grad_h, grad_gamma, grad_beta, None, None, None
 
 
 @dataclass(frozen=True)
@@ -110,24 +126,24 @@ class StackedMLP(nn.Module):
         self.betas = nn.ParameterList(nn.Parameter(torch.zeros(n_bn, 1, shape.width)) for _ in range(shape.depth))
         self.stats = nn.ModuleList(RunningStats((n_bn, shape.width), **running_kwargs) for _ in range(shape.depth))
 
-    def _norm(self, layer: int, h: torch.Tensor, mode: str, eval_row: int) -> torch.Tensor:
-        """BatchNorm on the first n_bn models of (K, B, C); 'train' updates the running stats, 'probe' does not."""
+    def _norm(self, layer: int, h: torch.Tensor, mode: str, eval_row: int, overwrite: bool,
+              relu: bool = False) -> torch.Tensor:
+        """BatchNorm on the first n_bn models of (K, B, C); 'train' updates the running stats, 'probe' does not.
+        `relu`: ReLU on all K models follows in the same step (only in 'train' and 'probe' mode, with BN)."""
         if self.n_bn == 0:
             return h
         gamma, beta = self.gammas[layer], self.betas[layer]
         if mode == "eval":
             mean, var = self.stats[layer].estimate(eval_row)
-            if torch.is_grad_enabled():  # the plain formula, differentiable
+            if torch.is_grad_enabled() or not overwrite:  # the plain formula, differentiable
                 normed = normalize(h[: self.n_bn], mean.unsqueeze(1), var.unsqueeze(1), self.eps) * gamma + beta
                 return torch.cat([normed, h[self.n_bn:]]) if self.n_bn < self.k else normed
             # one pass, as torch's own CPU kernel: h * (gamma / sigma) + (beta - mean * gamma / sigma)
             scale = gamma * torch.rsqrt(var + self.eps).unsqueeze(1)  # (n_bn, 1, C)
-            out = torch.empty_like(h)  # (K, B, C)
-            torch.addcmul(beta - mean.unsqueeze(1) * scale, h[: self.n_bn], scale, out=out[: self.n_bn])
-            out[self.n_bn:] = h[self.n_bn:]
-            return out
+            torch.addcmul(beta - mean.unsqueeze(1) * scale, h[: self.n_bn], scale, out=h[: self.n_bn])
+            return h
         check_batch(h, (1,))
-        out, mean, var = _StackedBatchNorm.apply(h, gamma, beta, self.eps)
+        out, mean, var = _StackedBatchNorm.apply(h, gamma, beta, self.eps, overwrite, relu)
         if mode == "train":
             self.stats[layer].update(mean.squeeze(1), var.squeeze(1), h.shape[1])
         return out
@@ -136,20 +152,28 @@ class StackedMLP(nn.Module):
                 eval_row: int = 0) -> torch.Tensor:
         """x (B, n_in) -> logits (K, B, n_out). mode: 'train', 'eval' (running stats) or 'probe'
         (batch statistics without touching the running stats)."""
-        h = torch.matmul(x, self.weights[0]) + self.biases[0]  # (K, B, width)
+        # Without a recorder, BN and the activation overwrite their input when nothing needs it: with no
+        # autograd always, and in training when BN comes first (it normalizes the Linear output, which the
+        # Linear's backward does not use). The init sweep's accuracy took 0.6x the time, a step 0.9x.
+        overwrite = record is None and (not torch.is_grad_enabled() or self.shape.norm_place == "before")
+        act = ACTIVATION_FNS_IN_PLACE[self.shape.activation] if overwrite else self.act
+        # BN then ReLU as one autograd node: one gradient buffer per layer instead of two (a step 0.9x)
+        fuse_relu = overwrite and self.shape.activation == "relu" and self.n_bn > 0 and mode != "eval"
+        # bias added in place after the matmul: 5% faster over the init sweep than baddbmm (bench/)
+        h = torch.matmul(x, self.weights[0]).add_(self.biases[0])  # (K, B, width)
         for layer in range(self.shape.depth):
             if layer:
-                h = torch.baddbmm(self.biases[layer], h, self.weights[layer])
+                h = torch.bmm(h, self.weights[layer]).add_(self.biases[layer])
             if self.shape.norm_place == "before":
-                normed = self._norm(layer, h, mode, eval_row)
-                out = activated = self.act(normed)
+                normed = self._norm(layer, h, mode, eval_row, overwrite, fuse_relu)
+                out = activated = normed if fuse_relu else act(normed)
             else:
-                activated = self.act(h)
-                out = normed = self._norm(layer, activated, mode, eval_row)
+                activated = act(h)
+                out = normed = self._norm(layer, activated, mode, eval_row, overwrite)
             if record is not None:
                 record(layer, {"linear": h, "norm": normed, "act": activated})
             h = out
-        return torch.baddbmm(self.biases[-1], h, self.weights[-1])
+        return torch.bmm(h, self.weights[-1]).add_(self.biases[-1])
 
     def extra_repr(self):
         s = self.shape

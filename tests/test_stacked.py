@@ -17,7 +17,7 @@ from normviz.runs import RunStore, Throttle, final
 from normviz.stacked import StackedMLP, StackShape, make_optimizer, stacked_cross_entropy
 from normviz.train import StackedTrainer, accuracy
 
-TORCH_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+TORCH_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "linear": nn.Identity}
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
@@ -74,7 +74,7 @@ def make_pair(activation="relu", norm_place="before", n_bn=2, stds=(0.5, 0.2, 0.
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("norm_place", ["before", "after"])
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu", "linear"])
 def test_stacked_training_equals_separate_torch_models(optimizer, norm_place, activation):
     stack, refs = make_pair(activation, norm_place)
     if optimizer == "sgd":
@@ -122,15 +122,18 @@ def test_all_or_none_with_bn(n_bn):
     assert_same_state(stack, refs)
 
 
-def test_gradients_match_torch_batchnorm_backward():
-    stack, refs = make_pair(activation="tanh", norm_place="after")
+@pytest.mark.parametrize(("activation", "norm_place", "n_bn"),
+                         [("tanh", "after", 2), ("relu", "before", 2), ("relu", "before", 3), ("sigmoid", "before", 1)])
+def test_gradients_match_torch_batchnorm_backward(activation, norm_place, n_bn):
+    stack, refs = make_pair(activation=activation, norm_place=norm_place, n_bn=n_bn)
     x, proj = torch.randn(24, 8), torch.randn(24, 4)  # loss: a fixed random projection of the outputs
     (stack(x, "train") * proj).sum().backward()
     for k, ref in enumerate(refs):
         (ref.train()(x) * proj).sum().backward()
         linears = [m for m in ref if isinstance(m, nn.Linear)]
-        for lin, w in zip(linears, stack.weights):
+        for lin, w, b in zip(linears, stack.weights, stack.biases):
             torch.testing.assert_close(w.grad[k].T, lin.weight.grad, **TOL)
+            torch.testing.assert_close(b.grad[k, 0], lin.bias.grad, **TOL)
         for i, bn in enumerate(m for m in ref if isinstance(m, nn.BatchNorm1d)):
             torch.testing.assert_close(stack.gammas[i].grad[k, 0], bn.weight.grad, **TOL)
             torch.testing.assert_close(stack.betas[i].grad[k, 0], bn.bias.grad, **TOL)

@@ -16,6 +16,7 @@ from normviz.cli import Command
 from normviz.config import ACTIVATIONS, DataSpec, Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.runs import Throttle
+from normviz.runtime import SpareCore
 from normviz.stacked import StackedMLP, StackShape
 from normviz.train import StackedTrainer, accuracy
 
@@ -86,14 +87,19 @@ def run(spec: InitSweepSpec) -> Iterator[InitSweepResult]:
         acc = np.array(per_epoch, np.float32).reshape(-1, 2 * len(scales)).T  # (2S, epochs_done)
         return InitSweepResult(spec, scales, acc[: len(scales)], acc[len(scales):], list(trainer.diverged_at), done)
 
-    for _ in range(spec.epochs):
-        for _ in range(trainer.sampler.batches_per_epoch):
-            trainer.step()
-        acc = accuracy(model, data.x_train, data.y_train).numpy()
-        acc[[d is not None for d in trainer.diverged_at]] = np.nan
-        per_epoch.append(acc)
-        if throttle.due():
-            yield snapshot(False)
+    spare_core = SpareCore()  # its (32, 100, 100) operations are large enough to share out between cores
+    try:
+        for _ in range(spec.epochs):
+            for _ in range(trainer.sampler.batches_per_epoch):
+                spare_core.step()
+                trainer.step()
+            acc = accuracy(model, data.x_train, data.y_train).numpy()
+            acc[[d is not None for d in trainer.diverged_at]] = np.nan
+            per_epoch.append(acc)
+            if throttle.due():
+                yield snapshot(False)
+    finally:
+        spare_core.release()
     yield snapshot(True)
 
 
