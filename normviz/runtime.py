@@ -12,7 +12,9 @@ import torch
 # running (load average 5-8), best of 3 (wall time):
 #   Activations default, alone:         1 thread 1.97 s, 2 threads 37.7 s (OpenMP waits on busy cores)
 #   Activations default, two at once:   1 thread 3.02 s, 2 threads 4.57 s
-# On the idle machine two threads paid for the init sweep alone (below) and for no other default run.
+# Idle machine, same day: one Activations run 1.26 s vs 1.19 s on 2 threads, two at once 3.14 s vs 3.27 s;
+# one init sweep (4 epochs) 0.76 s vs 0.46 s, two at once 0.92 s vs 1.01 s. Only the sweep's large
+# operations gain from a second thread, and only while nothing else runs: SpareCore below.
 THREADS_PER_RUN = 1
 
 
