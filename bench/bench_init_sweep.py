@@ -7,8 +7,6 @@ on one thread, and the achieved GFLOP/s of the stacked run and its share of this
 
 from __future__ import annotations
 
-from unittest import mock
-
 import torch
 from torch import nn
 
@@ -83,12 +81,6 @@ def bmm_gflops(width: int, k: int = 32, batch: int = 100) -> float:
     return 2 * k * batch * width * width / best_of(lambda: torch.bmm(a, b), 20) / 1e9
 
 
-def one_thread_sweep(spec: init_sweep.InitSweepSpec):
-    """The stacked sweep without its second thread (normviz.runtime.SpareCore), for the like-for-like ratio."""
-    with mock.patch.object(init_sweep, "SpareCore", lambda: SpareCore(threads=1)):
-        return final(init_sweep.run(spec))
-
-
 def on_threads(threads: int, fn):
     def timed():
         torch.set_num_threads(threads)
@@ -105,7 +97,7 @@ def run(quick: bool = False) -> list[Row]:
     final(init_sweep.run(init_sweep.InitSweepSpec(epochs=1)))  # warm-up: imports, allocator
     times = interleaved({
         "stacked": lambda: final(init_sweep.run(spec)),  # as the app runs it: two threads while a core is free
-        "stacked, 1 thread": lambda: one_thread_sweep(spec),
+        "stacked, 1 thread": lambda: final(init_sweep.run(spec, SpareCore(threads=1))),  # like for like
         "naive, 1 thread": lambda: naive_sweep(spec),
         "naive, 2 threads": on_threads(2, lambda: naive_sweep(spec)),
     }, repeats=1 if quick else 2)

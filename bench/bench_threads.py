@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from unittest import mock
 
 import torch
 
@@ -22,7 +21,9 @@ from normviz.runtime import THREADS_PER_RUN, SpareCore
 
 WORKLOADS: dict[str, Callable[[], object]] = {
     "Activations default": lambda: final(activations.run(activations.ActivationsSpec())),
-    "init sweep, 4 epochs": lambda: final(init_sweep.run(init_sweep.InitSweepSpec(epochs=4))),
+    # on the thread count set here: a SpareCore without readings keeps the count it starts with
+    "init sweep, 4 epochs": lambda: final(init_sweep.run(init_sweep.InitSweepSpec(epochs=4),
+                                                         SpareCore(count=lambda: None))),
 }
 
 
@@ -45,17 +46,13 @@ def together(fn: Callable[[], object], n: int) -> float:
 def run(quick: bool = False) -> list[Row]:
     repeats = 1 if quick else 3
     rows = []
-    # the init sweep on the thread count set here, without its SpareCore switching (patched once: a patch
-    # inside each of two concurrent runs would restore the wrong object)
-    pin = mock.patch.object(init_sweep, "SpareCore", lambda: SpareCore(count=lambda: None))
     try:
-        pin.start()
         best: dict[tuple[str, int, int], float] = {}
         for fn in WORKLOADS.values():
             fn()  # warm-up
-        # all single runs before any two-at-once: after two runs of two threads each had shared the two
-        # cores, later two-thread runs in new Python threads stayed slow in this process (seen 2026-11-23;
-        # runs that choose their count with SpareCore were not affected)
+        # all single runs before any two-at-once: two runs of two threads each leave more OpenMP workers than
+        # cores in this process, and libgomp then stops spinning, which slowed every later two-thread run
+        # (python -m bench runs each benchmark in a process of its own for the same reason)
         for _ in range(repeats):
             for n in (1, 2):
                 for name, fn in WORKLOADS.items():
@@ -71,6 +68,5 @@ def run(quick: bool = False) -> list[Row]:
             rows.append(Row(f"(7) {name}: two runs at once, 1 vs 2 threads", f"{one:.2f} s", f"{two:.2f} s",
                             f"{two / one:.2f}x", "", None, "wall time until both finish"))
     finally:
-        pin.stop()
         torch.set_num_threads(THREADS_PER_RUN)
     return rows

@@ -38,13 +38,13 @@ class SpareCore:
     """Two intra-op threads for a run with large tensors while the machine's other core is free, else one
     (more exactly: the thread count the run started with).
 
-    The init sweep's (32, 100, 100) operations ran 1.75x faster on two threads on the idle 2-core machine,
+    The init sweep's (32, 100, 100) operations ran 1.6-1.8x faster on two threads on the idle 2-core machine,
     but 1.4x slower (and the Activations run 3.4x slower) while another process kept one core busy: OpenMP
     then waits for a thread that has no core. So before each step the run counts the machine's runnable
     threads (an instant reading of /proc/loadavg, 15 us), minus itself and its own second thread, and uses
     two threads only while that count averaged over the last `window` steps stays below one half. Another
     session's run, a warm-up or any other process therefore sends it back to one thread within a few steps.
-    The thread count does not change the results (tests/test_stacked.py).
+    The thread count does not change the results (tests/test_runtime.py).
     """
 
     def __init__(self, threads: int = 2, window: int = 8, count=runnable_tasks):

@@ -1,6 +1,10 @@
 """The spare-core rule: two torch threads only while the rest of the machine is idle, same results either way."""
 
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -25,9 +29,20 @@ def counts(readings):
     return lambda: next(it)
 
 
-def test_runnable_tasks_counts_at_least_the_reader():
-    n = runnable_tasks()
-    assert n is None or n >= 1
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux's /proc/loadavg")
+def test_runnable_tasks_sees_the_reader_and_a_busy_process():
+    assert runnable_tasks() >= 1
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # past its start-up
+        readings = []
+        for _ in range(50):
+            readings.append(runnable_tasks())
+            time.sleep(0.005)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert max(readings) >= 2  # the reader and the busy loop
 
 
 def test_two_threads_while_nothing_else_runs_and_back_to_one_when_another_job_starts():
@@ -63,9 +78,7 @@ def test_the_sweep_gives_the_same_numbers_on_one_and_two_threads():
         def body():
             torch.set_num_threads(1)
             torch.set_flush_denormal(True)
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(init_sweep, "SpareCore", lambda: SpareCore(threads=threads, count=lambda: 1))
-                result = final(init_sweep.run(spec))
+            result = final(init_sweep.run(spec, SpareCore(threads=threads, count=lambda: 1)))
             return np.concatenate([result.bn_acc, result.plain_acc])
         return in_thread(body)
 

@@ -71,7 +71,8 @@ class InitSweepResult:
                 "bn": {"train_acc": self.bn_acc.tolist()}, "plain": {"train_acc": self.plain_acc.tolist()}}
 
 
-def run(spec: InitSweepSpec) -> Iterator[InitSweepResult]:
+def run(spec: InitSweepSpec, spare_core: SpareCore | None = None) -> Iterator[InitSweepResult]:
+    """`spare_core` chooses the torch thread count before each step (benchmarks and tests pin it)."""
     data = load_checked(spec)
     scales = spec.init_stds()
     gen = torch.Generator().manual_seed(spec.seed)
@@ -87,7 +88,8 @@ def run(spec: InitSweepSpec) -> Iterator[InitSweepResult]:
         acc = np.array(per_epoch, np.float32).reshape(-1, 2 * len(scales)).T  # (2S, epochs_done)
         return InitSweepResult(spec, scales, acc[: len(scales)], acc[len(scales):], list(trainer.diverged_at), done)
 
-    spare_core = SpareCore()  # its (32, 100, 100) operations are large enough to share out between cores
+    # its (32, 100, 100) operations are large enough to share out between cores
+    spare_core = spare_core or SpareCore()
     try:
         for _ in range(spec.epochs):
             for _ in range(trainer.sampler.batches_per_epoch):
