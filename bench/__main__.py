@@ -40,8 +40,10 @@ COLUMNS = ("benchmark", "measured", "baseline", "ratio", "target", "met", "note"
 
 
 def table(rows: list[Row]) -> str:
-    cells = [COLUMNS] + [(r.name, r.value, r.baseline, r.ratio, r.target,
-                          {True: "yes", False: "NO", None: ""}[r.met], r.note) for r in rows]
+    cells = [COLUMNS] + [
+        (r.name, r.value, r.baseline, r.ratio, r.target, {True: "yes", False: "NO", None: ""}[r.met], r.note)
+        for r in rows
+    ]
     lines = ["| " + " | ".join(c) + " |" for c in cells]
     lines.insert(1, "|" + "|".join("---" for _ in COLUMNS) + "|")
     return "\n".join(lines)

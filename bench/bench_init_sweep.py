@@ -20,8 +20,9 @@ from normviz.train import BatchSampler
 TARGET = 3.0  # issue 2; issue 6 hoped for 4x
 
 
-def naive_mlp(spec: init_sweep.InitSweepSpec, n_in: int, n_out: int, std: float, bn: bool,
-              generator: torch.Generator) -> nn.Sequential:
+def naive_mlp(
+    spec: init_sweep.InitSweepSpec, n_in: int, n_out: int, std: float, bn: bool, generator: torch.Generator
+) -> nn.Sequential:
     layers = []
     for fan_in in [n_in] + [spec.width] * (spec.depth - 1):
         layers += [nn.Linear(fan_in, spec.width)] + ([nn.BatchNorm1d(spec.width)] if bn else []) + [nn.ReLU()]
@@ -88,6 +89,7 @@ def on_threads(threads: int, fn):
             return fn()
         finally:
             torch.set_num_threads(THREADS_PER_RUN)
+
     return timed
 
 
@@ -95,12 +97,15 @@ def run(quick: bool = False) -> list[Row]:
     spec = init_sweep.InitSweepSpec(epochs=2 if quick else 20)
     data = load_checked(spec)
     final(init_sweep.run(init_sweep.InitSweepSpec(epochs=1)))  # warm-up: imports, allocator
-    times = interleaved({
-        "stacked": lambda: final(init_sweep.run(spec)),  # as the app runs it: two threads while a core is free
-        "stacked, 1 thread": lambda: final(init_sweep.run(spec, SpareCore(threads=1))),  # like for like
-        "naive, 1 thread": lambda: naive_sweep(spec),
-        "naive, 2 threads": on_threads(2, lambda: naive_sweep(spec)),
-    }, repeats=1 if quick else 2)
+    times = interleaved(
+        {
+            "stacked": lambda: final(init_sweep.run(spec)),  # as the app runs it: two threads while a core is free
+            "stacked, 1 thread": lambda: final(init_sweep.run(spec, SpareCore(threads=1))),  # like for like
+            "naive, 1 thread": lambda: naive_sweep(spec),
+            "naive, 2 threads": on_threads(2, lambda: naive_sweep(spec)),
+        },
+        repeats=1 if quick else 2,
+    )
     stacked, stacked_1 = times["stacked"].wall, times["stacked, 1 thread"].wall
     naive_1, naive_2 = times["naive, 1 thread"].wall, times["naive, 2 threads"].wall
     naive = min(naive_1, naive_2)
@@ -110,15 +115,34 @@ def run(quick: bool = False) -> list[Row]:
     floor = flops / (on_threads(2, lambda: bmm_gflops(spec.width))() * 1e9)  # nothing but its matmuls
     label = f"init sweep, 32 nets x {spec.epochs} epochs"
     return [
-        Row(f"(1) {label}: stacked vs naive loop", f"{stacked:.2f} s", f"{naive:.2f} s",
-            f"{ratio:.2f}x faster", f">= {TARGET:g}x", ratio >= TARGET,
+        Row(
+            f"(1) {label}: stacked vs naive loop",
+            f"{stacked:.2f} s",
+            f"{naive:.2f} s",
+            f"{ratio:.2f}x faster",
+            f">= {TARGET:g}x",
+            ratio >= TARGET,
             f"naive on its faster thread count (1: {naive_1:.2f} s, 2: {naive_2:.2f} s); the stacked run uses "
-            f"the second core while it is free; its matmuls alone take {floor:.2f} s on two threads"),
-        Row("(1) the same, both on one thread", f"{stacked_1:.2f} s", f"{naive_1:.2f} s",
-            f"{naive_1 / stacked_1:.2f}x faster", "", None, "the stacked engine without its second thread"),
-        Row("(1) init sweep: achieved matmul throughput", f"{flops / stacked / 1e9:.1f} GFLOP/s",
-            f"{peak[2]:.0f} GFLOP/s GEMM peak", f"{flops / stacked / 1e9 / peak[2]:.0%} of peak", "", None,
-            f"peak: 1024x1024 float32 matmul on two threads ({peak[1]:.0f} GFLOP/s on one)"),
+            f"the second core while it is free; its matmuls alone take {floor:.2f} s on two threads",
+        ),
+        Row(
+            "(1) the same, both on one thread",
+            f"{stacked_1:.2f} s",
+            f"{naive_1:.2f} s",
+            f"{naive_1 / stacked_1:.2f}x faster",
+            "",
+            None,
+            "the stacked engine without its second thread",
+        ),
+        Row(
+            "(1) init sweep: achieved matmul throughput",
+            f"{flops / stacked / 1e9:.1f} GFLOP/s",
+            f"{peak[2]:.0f} GFLOP/s GEMM peak",
+            f"{flops / stacked / 1e9 / peak[2]:.0%} of peak",
+            "",
+            None,
+            f"peak: 1024x1024 float32 matmul on two threads ({peak[1]:.0f} GFLOP/s on one)",
+        ),
     ]
 
 

@@ -33,8 +33,9 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 
 def one_page_peak(page: str) -> float:
     """Peak RSS in GB of a fresh Python process that runs the app and one page in AppTest."""
-    out = subprocess.run([sys.executable, "-c", ONE_PAGE, page], cwd=ROOT, capture_output=True, text=True,
-                         check=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", ONE_PAGE, page], cwd=ROOT, capture_output=True, text=True, check=True, timeout=900
+    )
     return int(out.stdout.split()[-1]) / 2**20
 
 
@@ -42,16 +43,30 @@ def run(quick: bool = False) -> list[Row]:
     pages = app_pages()[:2] if quick else app_pages()
     per_page = {Path(p).stem: one_page_peak(p) for p in pages}
     worst = max(per_page, key=per_page.get)
-    rows = [Row("(6) peak RSS of one page run (fresh process)", f"{per_page[worst]:.2f} GB", "", "",
-                f"< {TARGET_GB:g} GB", per_page[worst] < TARGET_GB,
-                f"largest: {worst}; " + ", ".join(f"{k} {v:.2f}" for k, v in per_page.items()))]
+    rows = [
+        Row(
+            "(6) peak RSS of one page run (fresh process)",
+            f"{per_page[worst]:.2f} GB",
+            "",
+            "",
+            f"< {TARGET_GB:g} GB",
+            per_page[worst] < TARGET_GB,
+            f"largest: {worst}; " + ", ".join(f"{k} {v:.2f}" for k, v in per_page.items()),
+        )
+    ]
     sessions = 3 if quick else SESSIONS
     load = load_test.main(["--sessions", str(sessions), "--churn", "0", "--rounds", "0"])
     peak = load["peak_rss_mb"] / 1024
-    rows.append(Row(f"(6) peak RSS of the server, {sessions} browser sessions", f"{peak:.2f} GB", "", "",
-                    f"< {TARGET_GB:g} GB", peak < TARGET_GB,
-                    f"{sessions} different runs at once (bench/load_test.py); all complete after "
-                    f"{max(load['ready_s'], default=float('nan')):.0f} s; {load['errors']} errors"))
+    rows.append(
+        Row(
+            f"(6) peak RSS of the server, {sessions} browser sessions",
+            f"{peak:.2f} GB",
+            "",
+            "",
+            f"< {TARGET_GB:g} GB",
+            peak < TARGET_GB,
+            f"{sessions} different runs at once (bench/load_test.py); all complete after "
+            f"{max(load['ready_s'], default=float('nan')):.0f} s; {load['errors']} errors",
+        )
+    )
     return rows
-
-

@@ -77,8 +77,17 @@ def run(quick: bool = False) -> list[Row]:
     rows = []
     for title, one, six in measure(3 if quick else 5, 150 if quick else None):
         ratio = six / one
-        rows.append(Row(f"(2) 6 momenta vs 1: {title}", f"{six:.2f} s CPU", f"{one:.2f} s CPU", f"{ratio:.2f}x",
-                        f"<= {TARGET:g}x", ratio <= TARGET, "Running-statistics view, one network, K=1"))
+        rows.append(
+            Row(
+                f"(2) 6 momenta vs 1: {title}",
+                f"{six:.2f} s CPU",
+                f"{one:.2f} s CPU",
+                f"{ratio:.2f}x",
+                f"<= {TARGET:g}x",
+                ratio <= TARGET,
+                "Running-statistics view, one network, K=1",
+            )
+        )
     return rows
 
 
@@ -88,8 +97,10 @@ def main():
     args = parser.parse_args()
     configure_torch()
     base = MomentumSpec(cma=False)
-    print(f"defaults: {base.depth} BN layers x {base.width} channels, batch {base.batch_size}, {base.steps} steps, "
-          f"population every {base.pop_every} steps; CPU seconds, best of {args.repeats}, one thread")
+    print(
+        f"defaults: {base.depth} BN layers x {base.width} channels, batch {base.batch_size}, {base.steps} steps, "
+        f"population every {base.pop_every} steps; CPU seconds, best of {args.repeats}, one thread"
+    )
     for title, one, six in measure(args.repeats):
         ratio = six / one
         verdict = "ok" if ratio <= TARGET else f"ABOVE the {TARGET:g}x target"

@@ -64,9 +64,17 @@ def run(quick: bool = False) -> list[Row]:
         uncached, cached = page_times(page)
         name = Path(page).stem
         ok = uncached < TARGET_UNCACHED and cached < TARGET_CACHED
-        rows.append(Row(f"(5) page {name}: uncached / cached", f"{uncached:.2f} s / {cached:.2f} s", "",
-                        "", f"< {TARGET_UNCACHED:g} s / < {TARGET_CACHED:g} s", ok,
-                        "" if ok else _why(uncached, cached)))
+        rows.append(
+            Row(
+                f"(5) page {name}: uncached / cached",
+                f"{uncached:.2f} s / {cached:.2f} s",
+                "",
+                "",
+                f"< {TARGET_UNCACHED:g} s / < {TARGET_CACHED:g} s",
+                ok,
+                "" if ok else _why(uncached, cached),
+            )
+        )
     return rows
 
 

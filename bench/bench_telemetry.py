@@ -26,9 +26,16 @@ def bare_loop(spec: activations.ActivationsSpec) -> None:
     gen = torch.Generator().manual_seed(spec.seed)
     shape = StackShape(data.n_features, data.n_classes, spec.depth, spec.width, spec.activation, spec.norm_place)
     model = StackedMLP(shape, [spec.init_std] * 2, n_bn=1, weight_init=spec.init, generator=gen)
-    trainer = StackedTrainer(model, data.x_train, data.y_train, optimizer=spec.optimizer, lr=spec.lr,
-                             batch_size=min(spec.batch_size, len(data.x_train)), generator=gen,
-                             sgd_momentum=spec.sgd_momentum)
+    trainer = StackedTrainer(
+        model,
+        data.x_train,
+        data.y_train,
+        optimizer=spec.optimizer,
+        lr=spec.lr,
+        batch_size=min(spec.batch_size, len(data.x_train)),
+        generator=gen,
+        sgd_momentum=spec.sgd_momentum,
+    )
     for _ in range(spec.steps):
         trainer.step()
 
@@ -37,8 +44,9 @@ def probe_ms(spec: activations.ActivationsSpec, repeats: int = 20) -> float:
     """CPU time of one probe (histograms and statistics of all layers of both networks), in ms."""
     data = load_checked(spec)
     shape = StackShape(data.n_features, data.n_classes, spec.depth, spec.width, spec.activation, spec.norm_place)
-    model = StackedMLP(shape, [spec.init_std] * 2, n_bn=1, weight_init=spec.init,
-                       generator=torch.Generator().manual_seed(0))
+    model = StackedMLP(
+        shape, [spec.init_std] * 2, n_bn=1, weight_init=spec.init, generator=torch.Generator().manual_seed(0)
+    )
     probe = LayerProbe(model, data.x_train[: activations.PROBE_BATCH])
     probe.record()
     return 1e3 * interleaved({"probe": probe.record}, repeats)["probe"].cpu
@@ -47,16 +55,29 @@ def probe_ms(spec: activations.ActivationsSpec, repeats: int = 20) -> float:
 def run(quick: bool = False) -> list[Row]:
     spec = activations.ActivationsSpec()
     final(activations.run(spec.replace(steps=20)))  # warm-up
-    times = interleaved({"full": lambda: final(activations.run(spec)), "bare": lambda: bare_loop(spec)},
-                        repeats=2 if quick else 5)
+    times = interleaved(
+        {"full": lambda: final(activations.run(spec)), "bare": lambda: bare_loop(spec)}, repeats=2 if quick else 5
+    )
     full, bare = times["full"], times["bare"]
     ratio = full.wall / bare.wall
     return [
-        Row(f"(3) Activations, {spec.steps} steps: full telemetry vs bare loop", f"{full.wall:.2f} s",
-            f"{bare.wall:.2f} s", f"{ratio:.2f}x", f"<= {TARGET:g}x", ratio <= TARGET,
+        Row(
+            f"(3) Activations, {spec.steps} steps: full telemetry vs bare loop",
+            f"{full.wall:.2f} s",
+            f"{bare.wall:.2f} s",
+            f"{ratio:.2f}x",
+            f"<= {TARGET:g}x",
+            ratio <= TARGET,
             f"CPU time {full.cpu / bare.cpu:.2f}x; probe every {spec.probe_every} steps ({probe_ms(spec):.1f} ms "
-            "each) + train/test accuracy"),
-        Row("(4) Activations default, with telemetry", f"{spec.steps / full.wall:.0f} steps/s",
-            f"{spec.steps / bare.wall:.0f} steps/s bare", "", "", None,
-            f"{full.wall:.2f} s for the run; K=2 (BN, no BN) 64-100x5-10, batch 64"),
+            "each) + train/test accuracy",
+        ),
+        Row(
+            "(4) Activations default, with telemetry",
+            f"{spec.steps / full.wall:.0f} steps/s",
+            f"{spec.steps / bare.wall:.0f} steps/s bare",
+            "",
+            "",
+            None,
+            f"{full.wall:.2f} s for the run; K=2 (BN, no BN) 64-100x5-10, batch 64",
+        ),
     ]

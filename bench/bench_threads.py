@@ -22,8 +22,9 @@ from normviz.runtime import THREADS_PER_RUN, SpareCore
 WORKLOADS: dict[str, Callable[[], object]] = {
     "Activations default": lambda: final(activations.run(activations.ActivationsSpec())),
     # on the thread count set here: a SpareCore without readings keeps the count it starts with
-    "init sweep, 4 epochs": lambda: final(init_sweep.run(init_sweep.InitSweepSpec(epochs=4),
-                                                         SpareCore(count=lambda: None))),
+    "init sweep, 4 epochs": lambda: final(
+        init_sweep.run(init_sweep.InitSweepSpec(epochs=4), SpareCore(count=lambda: None))
+    ),
 }
 
 
@@ -62,11 +63,28 @@ def run(quick: bool = False) -> list[Row]:
                         best[key] = min(best.get(key, float("inf")), together(fn, n))
         for name in WORKLOADS:
             one, two = best[name, 1, 1], best[name, 2, 1]
-            rows.append(Row(f"(7) {name}: one run, 1 vs 2 torch threads", f"{one:.2f} s", f"{two:.2f} s",
-                            f"{two / one:.2f}x", "", None))
+            rows.append(
+                Row(
+                    f"(7) {name}: one run, 1 vs 2 torch threads",
+                    f"{one:.2f} s",
+                    f"{two:.2f} s",
+                    f"{two / one:.2f}x",
+                    "",
+                    None,
+                )
+            )
             one, two = best[name, 1, 2], best[name, 2, 2]
-            rows.append(Row(f"(7) {name}: two runs at once, 1 vs 2 threads", f"{one:.2f} s", f"{two:.2f} s",
-                            f"{two / one:.2f}x", "", None, "wall time until both finish"))
+            rows.append(
+                Row(
+                    f"(7) {name}: two runs at once, 1 vs 2 threads",
+                    f"{one:.2f} s",
+                    f"{two:.2f} s",
+                    f"{two / one:.2f}x",
+                    "",
+                    None,
+                    "wall time until both finish",
+                )
+            )
     finally:
         torch.set_num_threads(THREADS_PER_RUN)
     return rows

@@ -72,8 +72,10 @@ def cpu_model() -> str:
 
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GB RAM, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s) per run")
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GB RAM, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s) per run"
+    )
 
 
 def load_average() -> str:

@@ -143,16 +143,18 @@ def concurrent_sessions(browser, base: str, pages: list[h.AppPage], n: int, time
 def churn(browser, pages: list[h.AppPage], n: int, first_seed: int, sampler: Sampler) -> dict:
     """Open n sessions with fresh seeds, wait until they train, close them all; measure the server."""
     before = dict(rss=sampler.rss(), threads=sampler.threads())
-    sessions = [Session(p.slug, f"{p.url}?seed={first_seed + i}") for i, p in
-                ((i, pages[i % len(pages)]) for i in range(n))]
+    sessions = [
+        Session(p.slug, f"{p.url}?seed={first_seed + i}") for i, p in ((i, pages[i % len(pages)]) for i in range(n))
+    ]
     for s in sessions:
         _open(browser, s)
     deadline, seen = time.monotonic() + 240, set()
     while len(seen) < n and time.monotonic() < deadline:  # each is training (a progress bar) or already done
         for i, s in enumerate(sessions):
             try:
-                if i not in seen and (s.page.locator('[data-testid="stProgress"]').count()
-                                      or s.page.evaluate(h._READY_JS)):
+                if i not in seen and (
+                    s.page.locator('[data-testid="stProgress"]').count() or s.page.evaluate(h._READY_JS)
+                ):
                     seen.add(i)
             except Exception:  # navigation in progress
                 pass
@@ -164,8 +166,13 @@ def churn(browser, pages: list[h.AppPage], n: int, first_seed: int, sampler: Sam
     time.sleep(5)  # a stopped script ends at its next redraw (about every 0.5 s)
     cpu0 = sampler.cpu_s()
     time.sleep(10)
-    return dict(before=before, during=during, training_at_close=training,
-                after=dict(rss=sampler.rss(), threads=sampler.threads()), cpu_after_close=sampler.cpu_s() - cpu0)
+    return dict(
+        before=before,
+        during=during,
+        training_at_close=training,
+        after=dict(rss=sampler.rss(), threads=sampler.threads()),
+        cpu_after_close=sampler.cpu_s() - cpu0,
+    )
 
 
 def main(argv=None) -> dict:
@@ -211,21 +218,35 @@ def main(argv=None) -> dict:
     errors = sum(len(s.errors) for s in sessions)
     print(f"errors: {errors} (target 0); server tracebacks in its log: {log_errors}")
     if times:
-        print(f"charts complete after: min {min(times):.1f} s, median {statistics.median(times):.1f} s, "
-              f"max {max(times):.1f} s (all {len(sessions)} opened at once; wall {wall:.0f} s)")
+        print(
+            f"charts complete after: min {min(times):.1f} s, median {statistics.median(times):.1f} s, "
+            f"max {max(times):.1f} s (all {len(sessions)} opened at once; wall {wall:.0f} s)"
+        )
     print(f"server RSS: idle {idle['rss'] / MB:.0f} MB, peak {peak / MB:.0f} MB; threads idle {idle['threads']}")
 
-    print(f"\n2. {a.churn} sessions opened and closed ('training': how many were training when closed), "
-          f"{a.rounds} rounds")
-    print(f"{'round':>5} {'training':>8} {'RSS before':>11} {'during':>8} {'after':>8} {'threads b/d/a':>14} "
-          f"{'CPU s in 10 s after close':>26}")
+    print(
+        f"\n2. {a.churn} sessions opened and closed ('training': how many were training when closed), {a.rounds} rounds"
+    )
+    print(
+        f"{'round':>5} {'training':>8} {'RSS before':>11} {'during':>8} {'after':>8} {'threads b/d/a':>14} "
+        f"{'CPU s in 10 s after close':>26}"
+    )
     for i, r in enumerate(rounds, 1):
-        print(f"{i:5d} {r['training_at_close']:8d} {r['before']['rss'] / MB:9.0f}MB "
-              f"{r['during']['rss'] / MB:6.0f}MB "
-              f"{r['after']['rss'] / MB:6.0f}MB {r['before']['threads']:>5}/{r['during']['threads']}/"
-              f"{r['after']['threads']:<5} {r['cpu_after_close']:26.2f}")
-    out = dict(errors=errors, log_errors=log_errors, ready_s=times, peak_rss_mb=peak / MB, idle=idle, rounds=rounds,
-               sessions=len(sessions))
+        print(
+            f"{i:5d} {r['training_at_close']:8d} {r['before']['rss'] / MB:9.0f}MB "
+            f"{r['during']['rss'] / MB:6.0f}MB "
+            f"{r['after']['rss'] / MB:6.0f}MB {r['before']['threads']:>5}/{r['during']['threads']}/"
+            f"{r['after']['threads']:<5} {r['cpu_after_close']:26.2f}"
+        )
+    out = dict(
+        errors=errors,
+        log_errors=log_errors,
+        ready_s=times,
+        peak_rss_mb=peak / MB,
+        idle=idle,
+        rounds=rounds,
+        sessions=len(sessions),
+    )
     return out
 
 

@@ -20,8 +20,19 @@ from normviz.config import SpecError
 from normviz.data import DataError
 
 # experiment modules that define COMMAND (a Command); each becomes a subcommand
-MODULES = ("activations", "init_sweep", "running_stats", "by_hand", "inference", "batch_size",
-           "alternatives", "norm_zoo", "norm_cost", "sync_bn", "rnn_norms")
+MODULES = (
+    "activations",
+    "init_sweep",
+    "running_stats",
+    "by_hand",
+    "inference",
+    "batch_size",
+    "alternatives",
+    "norm_zoo",
+    "norm_cost",
+    "sync_bn",
+    "rnn_norms",
+)
 REPORT = "report"  # the one subcommand that is not an experiment (normviz/report.py)
 
 
@@ -62,11 +73,17 @@ def build_parser(cmds: dict[str, Command]) -> argparse.ArgumentParser:
             flags = [_flag(name)] + [_flag(a) for a, target in cmd.aliases.items() if target == name]
             desc = info["help"] + (f" (one of: {', '.join(info['choices'])})" if info.get("choices") else "")
             if info["kind"] is bool:
-                p.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{desc} (default: {info['default']})")
+                p.add_argument(
+                    *flags,
+                    dest=name,
+                    action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help=f"{desc} (default: {info['default']})",
+                )
             else:
-                p.add_argument(*flags, dest=name, default=None, metavar=name.upper(),
-                               help=f"{desc} (default: {info['default']})")
+                p.add_argument(
+                    *flags, dest=name, default=None, metavar=name.upper(), help=f"{desc} (default: {info['default']})"
+                )
         p.add_argument("--json", dest="json_path", metavar="PATH", help="write the result here (default: stdout)")
     from normviz import report  # not an experiment: the lessons' figures as one offline HTML file
 

@@ -138,8 +138,9 @@ class Spec:
 
     # --- round trips -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
@@ -168,8 +169,9 @@ class Spec:
         info = {}
         for f in dataclasses.fields(cls):
             kind = _kind(f)
-            info[f.name] = dict(f.metadata, kind=kind, default=f.default,
-                                item_kind=_tuple_item_kind(f) if kind is tuple else None)
+            info[f.name] = dict(
+                f.metadata, kind=kind, default=f.default, item_kind=_tuple_item_kind(f) if kind is tuple else None
+            )
         return info
 
     def to_query(self) -> dict[str, str]:
@@ -245,13 +247,20 @@ class DataSpec(Spec):
 
     dataset: str = param("digits", "data set: bundled digits, a synthetic 2-D set, or MNIST files", choices=DATASETS)
     data_path: str = param("", "for mnist-file: a folder with IDX files (optionally .gz) or an .npz file")
-    n_samples: int = param(0, "samples to use in all (0: the whole set; synthetic sets default to 1,000)",
-                           lo=0, hi=70_000, label="Samples (0 = all)")
-    test_fraction: float = param(0.25, "share of samples held out as the test set", lo=0.05, hi=0.9,
-                                 label="Test share")
-    scaling: str = param("standardize", "input scaling: each feature to mean 0/std 1 (train-set statistics), "
-                         "all inputs divided by the largest (pixels to [0, 1], as the book does), or none",
-                         choices=("standardize", "unit", "none"))
+    n_samples: int = param(
+        0,
+        "samples to use in all (0: the whole set; synthetic sets default to 1,000)",
+        lo=0,
+        hi=70_000,
+        label="Samples (0 = all)",
+    )
+    test_fraction: float = param(0.25, "share of samples held out as the test set", lo=0.05, hi=0.9, label="Test share")
+    scaling: str = param(
+        "standardize",
+        "input scaling: each feature to mean 0/std 1 (train-set statistics), "
+        "all inputs divided by the largest (pixels to [0, 1], as the book does), or none",
+        choices=("standardize", "unit", "none"),
+    )
     noise: float = param(0.15, "noise level of the synthetic 2-D sets", lo=0.0, hi=1.0)
 
     def validate(self):
@@ -267,12 +276,23 @@ class ModelSpec(Spec):
     depth: int = param(5, "hidden layers", lo=1, hi=10)
     width: int = param(100, "units per hidden layer", lo=4, hi=512)
     activation: str = param("relu", "activation function", choices=ACTIVATIONS)
-    init: str = param("std", "weight init: a plain std (DLfS weight_init_std), Xavier or He", choices=INITS,
-                      label="Weight init")
-    init_std: float = param(0.01, "weight std when init is 'std' (log scale)", lo=1e-4, hi=10.0, log=True,
-                            label="Init std (weight_init_std)")
-    norm_place: str = param("before", "BatchNorm before or after the activation", choices=("before", "after"),
-                            label="BN placement (relative to the activation)")
+    init: str = param(
+        "std", "weight init: a plain std (DLfS weight_init_std), Xavier or He", choices=INITS, label="Weight init"
+    )
+    init_std: float = param(
+        0.01,
+        "weight std when init is 'std' (log scale)",
+        lo=1e-4,
+        hi=10.0,
+        log=True,
+        label="Init std (weight_init_std)",
+    )
+    norm_place: str = param(
+        "before",
+        "BatchNorm before or after the activation",
+        choices=("before", "after"),
+        label="BN placement (relative to the activation)",
+    )
 
 
 @dataclass(frozen=True)
@@ -280,10 +300,10 @@ class TrainSpec(Spec):
     """Optimiser and schedule."""
 
     optimizer: str = param("sgd", "optimiser", choices=("sgd", "adam"))
-    sgd_momentum: float = param(0.0, "SGD momentum (0: plain SGD; not BN's momentum)", lo=0.0, hi=0.99,
-                                label="SGD momentum")
-    lr: float = param(0.05, "learning rate (0 freezes the weights)", lo=0.0, hi=100.0, log=True,
-                      label="Learning rate")
+    sgd_momentum: float = param(
+        0.0, "SGD momentum (0: plain SGD; not BN's momentum)", lo=0.0, hi=0.99, label="SGD momentum"
+    )
+    lr: float = param(0.05, "learning rate (0 freezes the weights)", lo=0.0, hi=100.0, log=True, label="Learning rate")
     batch_size: int = param(64, "samples per training step", lo=2, hi=1024)
     steps: int = param(400, "training steps", lo=1, hi=5000)
     probe_every: int = param(20, "record telemetry every k steps", lo=1, hi=1000, label="Record every k steps")

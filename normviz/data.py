@@ -39,14 +39,15 @@ class Dataset:
         return self.x_train.shape[1]
 
     def __repr__(self):
-        return (f"Dataset({self.name}: {len(self.x_train)} train, {len(self.x_test)} test, "
-                f"{self.n_features} features, {self.n_classes} classes)")
+        return (
+            f"Dataset({self.name}: {len(self.x_train)} train, {len(self.x_test)} test, "
+            f"{self.n_features} features, {self.n_classes} classes)"
+        )
 
 
 def load(spec: DataSpec) -> Dataset:
     """The data set a spec describes (cached: specs are hashable)."""
-    return _load(spec.dataset, spec.data_path, spec.n_samples, spec.test_fraction, spec.scaling,
-                 spec.noise, spec.seed)
+    return _load(spec.dataset, spec.data_path, spec.n_samples, spec.test_fraction, spec.scaling, spec.noise, spec.seed)
 
 
 @functools.lru_cache(maxsize=16)
@@ -97,8 +98,9 @@ def synthetic_2d(name: str, n: int, noise: float, rng: np.random.Generator) -> t
     if name == "moons":
         y = np.arange(n) % 2
         t = rng.uniform(0, np.pi, n)
-        x = np.where(y[:, None] == 0, np.stack([np.cos(t), np.sin(t)], 1),
-                     np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)) + rng.normal(0, noise, (n, 2))
+        x = np.where(
+            y[:, None] == 0, np.stack([np.cos(t), np.sin(t)], 1), np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)
+        ) + rng.normal(0, noise, (n, 2))
     elif name == "circles":
         y = np.arange(n) % 2
         t = rng.uniform(0, 2 * np.pi, n)

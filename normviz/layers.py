@@ -38,8 +38,15 @@ class RunningStats(nn.Module):
     Row i of `mean`/`var` belongs to `momenta[i]`; with `cma`, the last row is the cumulative average.
     """
 
-    def __init__(self, shape: tuple[int, ...], momenta: tuple[float, ...] = (0.1,), cma: bool = False,
-                 init: str = "pytorch", var_estimator: str = "unbiased", bias_correction: bool = False):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        momenta: tuple[float, ...] = (0.1,),
+        cma: bool = False,
+        init: str = "pytorch",
+        var_estimator: str = "unbiased",
+        bias_correction: bool = False,
+    ):
         super().__init__()
         if init not in RUNNING_INITS or var_estimator not in VAR_ESTIMATORS:
             raise ValueError(f"init must be one of {RUNNING_INITS}, var_estimator one of {VAR_ESTIMATORS}")
@@ -56,8 +63,7 @@ class RunningStats(nn.Module):
         self.register_buffer("weight_seen", torch.zeros(rows))
 
     @torch.no_grad()
-    def update(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, n: int,
-               momenta: torch.Tensor | None = None):
+    def update(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, n: int, momenta: torch.Tensor | None = None):
         """Fold one batch in. `batch_var` is the biased batch variance over `n` values per channel.
 
         `momenta` overrides this step's momenta (a schedule); shape (len(self.momenta),).
@@ -90,8 +96,10 @@ class RunningStats(nn.Module):
         return self.mean, self.var
 
     def extra_repr(self):
-        return (f"momenta={self.momenta}, cma={self.cma}, init={self.init}, "
-                f"var_estimator={self.var_estimator}, bias_correction={self.bias_correction}")
+        return (
+            f"momenta={self.momenta}, cma={self.cma}, init={self.init}, "
+            f"var_estimator={self.var_estimator}, bias_correction={self.bias_correction}"
+        )
 
 
 class BatchNorm(nn.Module):
@@ -101,9 +109,18 @@ class BatchNorm(nn.Module):
     `momenta=()` with `cma=True` is `momentum=None`. Eval mode uses row `eval_row` of the stats.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momenta: tuple[float, ...] = (0.1,),
-                 cma: bool = False, init: str = "pytorch", var_estimator: str = "unbiased",
-                 bias_correction: bool = False, affine: bool = True, eval_row: int = 0):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momenta: tuple[float, ...] = (0.1,),
+        cma: bool = False,
+        init: str = "pytorch",
+        var_estimator: str = "unbiased",
+        bias_correction: bool = False,
+        affine: bool = True,
+        eval_row: int = 0,
+    ):
         super().__init__()
         self.num_features, self.eps, self.eval_row = num_features, eps, eval_row
         self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
@@ -175,16 +192,24 @@ class InstanceNorm(GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # one value per (sample, channel) would normalise to exactly 0: nothing left to learn from
         if x[0, 0].numel() <= 1:
-            raise ValueError("InstanceNorm needs spatial dimensions with more than one position per channel, "
-                             f"got input size {tuple(x.shape)}; for (B, C) features use LayerNorm or BatchNorm")
+            raise ValueError(
+                "InstanceNorm needs spatial dimensions with more than one position per channel, "
+                f"got input size {tuple(x.shape)}; for (B, C) features use LayerNorm or BatchNorm"
+            )
         return super().forward(x)
 
     def extra_repr(self):
         return f"{self.num_channels}, eps={self.eps}"
 
 
-def renorm_correction(batch_mean: torch.Tensor, batch_std: torch.Tensor, running_mean: torch.Tensor,
-                      running_std: torch.Tensor, rmax: float, dmax: float) -> tuple[torch.Tensor, torch.Tensor]:
+def renorm_correction(
+    batch_mean: torch.Tensor,
+    batch_std: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_std: torch.Tensor,
+    rmax: float,
+    dmax: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch Renorm's (r, d): x_hat_batch * r + d = x_hat_running, clipped, and constants for backprop."""
     r = (batch_std / running_std).clamp(1.0 / rmax, rmax)
     d = ((batch_mean - running_mean) / running_std).clamp(-dmax, dmax)
@@ -197,8 +222,15 @@ class BatchRenorm(nn.Module):
     With rmax=1 and dmax=0 it is plain BatchNorm. `last_r`, `last_d` hold the corrections of the last batch.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.01, rmax: float = 3.0,
-                 dmax: float = 5.0, affine: bool = True):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.01,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        affine: bool = True,
+    ):
         super().__init__()
         if rmax < 1 or dmax < 0:
             raise ValueError(f"Batch Renorm needs rmax >= 1 and dmax >= 0, got rmax={rmax}, dmax={dmax}")
@@ -213,20 +245,23 @@ class BatchRenorm(nn.Module):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         running_mean, running_var = self.stats.estimate()
         if not self.training:
-            return affine(normalize(x, running_mean.reshape(shape), running_var.reshape(shape), self.eps),
-                          self.weight, self.bias)
+            return affine(
+                normalize(x, running_mean.reshape(shape), running_var.reshape(shape), self.eps), self.weight, self.bias
+            )
         check_batch(x, dims)
         var, mean = torch.var_mean(x, dim=dims, unbiased=False)  # (C,)
-        r, d = renorm_correction(mean, torch.sqrt(var + self.eps), running_mean,
-                                 torch.sqrt(running_var + self.eps), self.rmax, self.dmax)
+        r, d = renorm_correction(
+            mean, torch.sqrt(var + self.eps), running_mean, torch.sqrt(running_var + self.eps), self.rmax, self.dmax
+        )
         self.last_r, self.last_d = r, d
         self.stats.update(mean.detach(), var.detach(), x.numel() // x.shape[1])
         y = normalize(x, mean.reshape(shape), var.reshape(shape), self.eps) * r.reshape(shape) + d.reshape(shape)
         return affine(y, self.weight, self.bias)
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.stats.momenta[0]}, "
-                f"rmax={self.rmax}, dmax={self.dmax}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.stats.momenta[0]}, rmax={self.rmax}, dmax={self.dmax}"
+        )
 
 
 class WSConv2d(nn.Conv2d):

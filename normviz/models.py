@@ -21,8 +21,7 @@ RNN_NORMS = ("none", "batch", "layer")
 
 
 @torch.no_grad()
-def init_linear_(layer: nn.Linear | nn.Conv2d, init: str, std: float = 0.01,
-                 generator: torch.Generator | None = None):
+def init_linear_(layer: nn.Linear | nn.Conv2d, init: str, std: float = 0.01, generator: torch.Generator | None = None):
     """Normal weights with the std of `init` (std, Xavier sqrt(1/fan_in), He sqrt(2/fan_in)); zero bias."""
     fan_in = layer.weight[0].numel()
     layer.weight.normal_(0.0, scheme_std(init, fan_in, std), generator=generator)
@@ -50,16 +49,28 @@ class Block(nn.Module):
 class MLP(nn.Module):
     """`depth` hidden blocks of `width` units, then a plain Linear to `n_out`."""
 
-    def __init__(self, n_in: int, n_out: int, depth: int, width: int, activation: str = "relu", norm: str = "none",
-                 norm_place: str = "before", init: str = "he", init_std: float = 0.01,
-                 generator: torch.Generator | None = None, **norm_kwargs):
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        depth: int,
+        width: int,
+        activation: str = "relu",
+        norm: str = "none",
+        norm_place: str = "before",
+        init: str = "he",
+        init_std: float = 0.01,
+        generator: torch.Generator | None = None,
+        **norm_kwargs,
+    ):
         super().__init__()
         if norm == "instance":
             raise ValueError("InstanceNorm needs spatial dimensions; an MLP's (B, C) activations have none")
         sizes = [n_in] + [width] * depth
         self.blocks = nn.ModuleList(
             Block(nn.Linear(a, b), make_norm(norm, b, **norm_kwargs), ACTIVATIONS[activation](), norm_place)
-            for a, b in pairwise(sizes))
+            for a, b in pairwise(sizes)
+        )
         self.head = nn.Linear(sizes[-1], n_out)
         for layer in [b.linear for b in self.blocks] + [self.head]:
             init_linear_(layer, init, init_std, generator)
@@ -73,17 +84,29 @@ class MLP(nn.Module):
 class SmallCNN(nn.Module):
     """conv3x3 -> norm -> ReLU -> conv3x3/2 -> norm -> ReLU -> global average pool -> Linear, for flat images."""
 
-    def __init__(self, n_classes: int = 10, channels: tuple[int, int] = (16, 32), norm: str = "batch",
-                 groups: int = 4, weight_standardization: bool = False, image_hw: tuple[int, int] = (8, 8),
-                 generator: torch.Generator | None = None, **norm_kwargs):
+    def __init__(
+        self,
+        n_classes: int = 10,
+        channels: tuple[int, int] = (16, 32),
+        norm: str = "batch",
+        groups: int = 4,
+        weight_standardization: bool = False,
+        image_hw: tuple[int, int] = (8, 8),
+        generator: torch.Generator | None = None,
+        **norm_kwargs,
+    ):
         super().__init__()
         conv = WSConv2d if weight_standardization else nn.Conv2d
         c1, c2 = channels
         self.image_hw = tuple(image_hw)
-        self.blocks = nn.ModuleList([
-            Block(conv(1, c1, 3, padding=1), make_norm(norm, c1, groups=groups, **norm_kwargs), nn.ReLU()),
-            Block(conv(c1, c2, 3, stride=2, padding=1), make_norm(norm, c2, groups=groups, **norm_kwargs), nn.ReLU()),
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                Block(conv(1, c1, 3, padding=1), make_norm(norm, c1, groups=groups, **norm_kwargs), nn.ReLU()),
+                Block(
+                    conv(c1, c2, 3, stride=2, padding=1), make_norm(norm, c2, groups=groups, **norm_kwargs), nn.ReLU()
+                ),
+            ]
+        )
         self.head = nn.Linear(c2, n_classes)
         for layer in [b.linear for b in self.blocks] + [self.head]:
             init_linear_(layer, "he", generator=generator)
@@ -107,8 +130,15 @@ class RowRNN(nn.Module):
     norm="layer" shares one LayerNorm across all steps.
     """
 
-    def __init__(self, n_classes: int = 10, hidden: int = 64, norm: str = "batch", max_steps: int = 8,
-                 n_in: int = 8, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n_classes: int = 10,
+        hidden: int = 64,
+        norm: str = "batch",
+        max_steps: int = 8,
+        n_in: int = 8,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         if norm not in RNN_NORMS:
             raise ValueError(f"RowRNN norm must be one of {RNN_NORMS}, got {norm!r}")
@@ -126,9 +156,11 @@ class RowRNN(nn.Module):
     def forward(self, x_seq: torch.Tensor, reuse_last_stats: bool = False) -> torch.Tensor:
         B, T, _ = x_seq.shape
         if self.norm == "batch" and T > self.max_steps and not reuse_last_stats:
-            raise ValueError(f"BatchNorm has no statistics for time step t={self.max_steps} (counting from 0): "
-                             f"per-time-step BN was built for max_steps={self.max_steps} steps, this sequence has "
-                             f"{T}. Pass reuse_last_stats=True to reuse the last step's BN for the later steps.")
+            raise ValueError(
+                f"BatchNorm has no statistics for time step t={self.max_steps} (counting from 0): "
+                f"per-time-step BN was built for max_steps={self.max_steps} steps, this sequence has "
+                f"{T}. Pass reuse_last_stats=True to reuse the last step's BN for the later steps."
+            )
         h = x_seq.new_zeros(B, self.w_h.in_features)  # (B, hidden)
         for t in range(T):
             norm = self.norms[min(t, len(self.norms) - 1)]

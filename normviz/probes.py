@@ -55,7 +55,7 @@ def fixed_edges(values: torch.Tensor, activation: str | None = None) -> torch.Te
         flat = values.flatten()
         flat = flat[torch.isfinite(flat)]
         sample = flat[torch.linspace(0, len(flat) - 1, min(len(flat), 20_000)).long()] if len(flat) else flat
-        lo, hi = (torch.quantile(sample, torch.tensor([0.002, 0.998])).tolist() if len(sample) else (-1.0, 1.0))
+        lo, hi = torch.quantile(sample, torch.tensor([0.002, 0.998])).tolist() if len(sample) else (-1.0, 1.0)
         pad = 0.25 * (hi - lo)
         lo, hi = lo - pad, hi + pad
         if activation == "relu":
@@ -80,8 +80,9 @@ class LayerProbe:
         if self.edges is None:  # the first probe fixes the bin edges from all of its values
             captured: list[dict[str, torch.Tensor]] = []
             self.model(self.probe_x, "probe", record=lambda layer, acts: captured.append(acts))
-            self.edges = {q: [fixed_edges(c[q], self.activation if q == "act" else None) for c in captured]
-                          for q in QUANTITIES}
+            self.edges = {
+                q: [fixed_edges(c[q], self.activation if q == "act" else None) for c in captured] for q in QUANTITIES
+            }
             rows = [self._block(layer, acts) for layer, acts in enumerate(captured)]
         else:  # each block is summarised as soon as it is computed, while its tensors are in the cache
             self.model(self.probe_x, "probe", record=lambda layer, acts: rows.append(self._block(layer, acts)))

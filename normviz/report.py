@@ -64,6 +64,7 @@ def _single(module) -> Callable[[Spec], list[Part]]:
 
 # The other pages draw their figures in the page script; these mirror what each page shows.
 
+
 def _running_stats_parts(spec) -> list[Part]:
     from normviz.experiments import running_stats
     from normviz.figures import running_stats as f
@@ -72,6 +73,7 @@ def _running_stats_parts(spec) -> list[Part]:
         layer = min(1, r.spec.depth - 1)  # layer 1's input mean is 0: the page starts at layer 2 too
         figs = [f.trajectories(r, layer, 0, None, font), f.errors(r, "precise", None, font), f.accuracy(r, None, font)]
         return figs + ([f.precise_bn(r, None, font)] if r.precise is not None else [])
+
     return [Part(running_stats.run, spec, draw)]
 
 
@@ -80,17 +82,35 @@ def _by_hand_parts(spec) -> list[Part]:
 
     def draw(r, font):  # the page's tables: the batch, its statistics, x̂, y and the running statistics after
         h, (b, c) = r.hand, r.shape
-        rows = ([(f"x, sample {i + 1}", r.inputs["x"][i]) for i in range(b)] + [("μ_B", h["mean"]), ("σ²_B", h["var"])]
-                + [(f"x̂, sample {i + 1}", h["x_hat"][i]) for i in range(b)]
-                + [(f"y = γx̂+β, sample {i + 1}", h["y"][i]) for i in range(b)]
-                + [("running mean after", h["running_mean"]), ("running var after", h["running_var"])])
+        rows = (
+            [(f"x, sample {i + 1}", r.inputs["x"][i]) for i in range(b)]
+            + [("μ_B", h["mean"]), ("σ²_B", h["var"])]
+            + [(f"x̂, sample {i + 1}", h["x_hat"][i]) for i in range(b)]
+            + [(f"y = γx̂+β, sample {i + 1}", h["y"][i]) for i in range(b)]
+            + [("running mean after", h["running_mean"]), ("running var after", h["running_var"])]
+        )
         cells = [[label for label, _ in rows]] + [[f"{v[j]:.6g}" for _, v in rows] for j in range(c)]
-        fig = go.Figure(go.Table(header=dict(values=["", *(f"feature {j + 1}" for j in range(c))]),
-                                 cells=dict(values=cells, height=font + 12), columnwidth=[2] + [1] * c))
-        note = ("torch.nn.BatchNorm1d refused this batch: " + r.torch_error if r.torch_error else
-                f"max |by hand − nn.BatchNorm1d| (float64): {max(r.diff(n) for n in ('y', 'running_mean')):.1e}")
-        return [style(fig, f"One training step by hand (momentum {r.momentum:g}, PyTorch convention). {note}",
-                      font, height=(font + 12) * (len(rows) + 1) + 120)]
+        fig = go.Figure(
+            go.Table(
+                header=dict(values=["", *(f"feature {j + 1}" for j in range(c))]),
+                cells=dict(values=cells, height=font + 12),
+                columnwidth=[2] + [1] * c,
+            )
+        )
+        note = (
+            "torch.nn.BatchNorm1d refused this batch: " + r.torch_error
+            if r.torch_error
+            else f"max |by hand − nn.BatchNorm1d| (float64): {max(r.diff(n) for n in ('y', 'running_mean')):.1e}"
+        )
+        return [
+            style(
+                fig,
+                f"One training step by hand (momentum {r.momentum:g}, PyTorch convention). {note}",
+                font,
+                height=(font + 12) * (len(rows) + 1) + 120,
+            )
+        ]
+
     return [Part(by_hand.run, spec, draw)]
 
 
@@ -110,19 +130,24 @@ def _train_vs_inference_parts(spec) -> list[Part]:
 
     def draw_sweep(r, font):
         return [f.sweep(r, b, font)] + ([f.stream(r, font)] if r.done else [])
-    return [Part(inference.run, spec.part(inference.InferenceSpec), draw_inference),
-            Part(batch_size.run, spec.part(batch_size.BatchSizeSpec), draw_sweep)]
+
+    return [
+        Part(inference.run, spec.part(inference.InferenceSpec), draw_inference),
+        Part(batch_size.run, spec.part(batch_size.BatchSizeSpec), draw_sweep),
+    ]
 
 
 def _alternatives_parts(spec) -> list[Part]:
     from normviz.experiments import alternatives
     from normviz.figures import alternatives as f
 
-    draw = {"axes": lambda r, font: [f.axes_cube(r, font), f.tensor_sets(r, "group", font)],
-            "every-norm": lambda r, font: [f.zoo_curves(r, font)],
-            "cost": lambda r, font: [f.cost_bars(r, font)],
-            "sync-bn": lambda r, font: [f.sync_figure(r, font)],
-            "rnn": lambda r, font: [f.rnn_curves(r, font), f.rnn_bn_stats(r, font), f.rnn_long(r, font)]}
+    draw = {
+        "axes": lambda r, font: [f.axes_cube(r, font), f.tensor_sets(r, "group", font)],
+        "every-norm": lambda r, font: [f.zoo_curves(r, font)],
+        "cost": lambda r, font: [f.cost_bars(r, font)],
+        "sync-bn": lambda r, font: [f.sync_figure(r, font)],
+        "rnn": lambda r, font: [f.rnn_curves(r, font), f.rnn_bn_stats(r, font), f.rnn_long(r, font)],
+    }
     return [Part(alternatives.VIEW_RUNS[spec.view], spec.sub(), draw[spec.view])]
 
 
@@ -213,27 +238,52 @@ def render_html(sections: list[tuple[Lesson, list[go.Figure] | str]], command: s
             for fig in figures:
                 fig_no += 1
                 fig = go.Figure(fig).update_layout(template=EXPORT_TEMPLATE)
-                out.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{fig_no}",
-                                       config={"displaylogo": False}, default_width="100%", auto_play=False))
+                out.append(
+                    fig.to_html(
+                        full_html=False,
+                        include_plotlyjs=False,
+                        div_id=f"figure-{fig_no}",
+                        config={"displaylogo": False},
+                        default_width="100%",
+                        auto_play=False,
+                    )
+                )
         out.append("</section>")
-    return "\n".join([
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>normviz: BatchNorm lessons</title>", f"<style>{CSS}</style>",
-        f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body>",
-        "<h1>BatchNorm, lesson by lesson</h1>",
-        f'<p class="meta">Made by <code>{html.escape(command)}</code> on {time.strftime("%Y-%m-%d %H:%M")}. '
-        "Every chart is interactive (hover, zoom, play) and this file works offline.</p>",
-        f"<ol>{''.join(toc)}</ol>", *out, "</body></html>"])
+    return "\n".join(
+        [
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            "<title>normviz: BatchNorm lessons</title>",
+            f"<style>{CSS}</style>",
+            f'<script type="text/javascript">{get_plotlyjs()}</script>',
+            "</head><body>",
+            "<h1>BatchNorm, lesson by lesson</h1>",
+            f'<p class="meta">Made by <code>{html.escape(command)}</code> on {time.strftime("%Y-%m-%d %H:%M")}. '
+            "Every chart is interactive (hover, zoom, play) and this file works offline.</p>",
+            f"<ol>{''.join(toc)}</ol>",
+            *out,
+            "</body></html>",
+        ]
+    )
 
 
-def build(names: list[str] | None = None, out: str | Path = "report.html", font_size: int = FONT_SIZES["normal"],
-          command: str = "python -m normviz report", progress: bool | None = None) -> tuple[Path, int]:
+def build(
+    names: list[str] | None = None,
+    out: str | Path = "report.html",
+    font_size: int = FONT_SIZES["normal"],
+    command: str = "python -m normviz report",
+    progress: bool | None = None,
+) -> tuple[Path, int]:
     """Train every chosen lesson, write the HTML; returns (path, number of lessons that failed)."""
     chosen = lessons(names)
     sections, failed, done = [], 0, {}
-    with tqdm(total=len(chosen), desc="lessons", unit="lesson", disable=None if progress is None else not progress,
-              bar_format="{l_bar}{bar}| {n:.1f}/{total} lessons [{elapsed}<{remaining}]") as bar:
+    with tqdm(
+        total=len(chosen),
+        desc="lessons",
+        unit="lesson",
+        disable=None if progress is None else not progress,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total} lessons [{elapsed}<{remaining}]",
+    ) as bar:
         for i, lesson in enumerate(chosen):
             bar.set_description(lesson.name[:40])
             try:
@@ -253,8 +303,13 @@ def build(names: list[str] | None = None, out: str | Path = "report.html", font_
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--preset", action="append", metavar="NAME", dest="presets",
-                        help="a preset to include (repeat for several; default: every preset of every page)")
+    parser.add_argument(
+        "--preset",
+        action="append",
+        metavar="NAME",
+        dest="presets",
+        help="a preset to include (repeat for several; default: every preset of every page)",
+    )
     parser.add_argument("--out", default="report.html", metavar="PATH", help="the HTML file to write")
     parser.add_argument("--large-fonts", action="store_true", help="projector-sized chart fonts")
     parser.add_argument("--list", action="store_true", help="list the presets, page by page, and exit")
@@ -280,6 +335,8 @@ def main(args) -> int:
     except OSError as exc:
         print(f"error: cannot write the report: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)" + (f"; {failed} lesson(s) failed" if failed else ""),
-          file=sys.stderr)
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)" + (f"; {failed} lesson(s) failed" if failed else ""),
+        file=sys.stderr,
+    )
     return 1 if failed else 0

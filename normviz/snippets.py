@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import math
 
-ACTIVATION_MODULES = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()", "sigmoid": "nn.Sigmoid()", "gelu": "nn.GELU()",
-                      "linear": "nn.Identity()"}
+ACTIVATION_MODULES = {
+    "relu": "nn.ReLU()",
+    "tanh": "nn.Tanh()",
+    "sigmoid": "nn.Sigmoid()",
+    "gelu": "nn.GELU()",
+    "linear": "nn.Identity()",
+}
 SYNTHETIC_DEFAULT_SAMPLES = 1000  # as in normviz.data
 DIGITS_SAMPLES = 1797
 
@@ -25,10 +30,15 @@ def data_lines(spec) -> tuple[str, list[str]]:
     sets = {
         "digits": ("load_digits", "load_digits(return_X_y=True)  # 1,797 images of 8x8 pixels"),
         "moons": ("make_moons", f"make_moons({n}, noise={spec.noise:g}, random_state={spec.seed})"),
-        "circles": ("make_circles", f"make_circles({n}, noise={spec.noise / 2:g}, factor=0.5, "
-                                    f"random_state={spec.seed})"),
-        "blobs": ("make_blobs", f"make_blobs({n}, centers=[[-1, -1], [1, 1], [-1, 1], [1, -1]], "
-                                f"cluster_std={0.2 + spec.noise:g}, random_state={spec.seed})"),
+        "circles": (
+            "make_circles",
+            f"make_circles({n}, noise={spec.noise / 2:g}, factor=0.5, random_state={spec.seed})",
+        ),
+        "blobs": (
+            "make_blobs",
+            f"make_blobs({n}, centers=[[-1, -1], [1, 1], [-1, 1], [1, -1]], "
+            f"cluster_std={0.2 + spec.noise:g}, random_state={spec.seed})",
+        ),
     }
     dataset, note = spec.dataset, ""
     if dataset not in sets:  # not in scikit-learn: a stand-in keeps the snippet self-contained
@@ -41,13 +51,14 @@ def data_lines(spec) -> tuple[str, list[str]]:
         f"torch.manual_seed({spec.seed})",
         f"x, y = {call}{note}",
         "x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)",
-        f"test, train = torch.randperm(len(x)){f'[:{kept}]' if kept < total else ''}"
-        f".split([{n_test}, {n_train}])",
+        f"test, train = torch.randperm(len(x)){f'[:{kept}]' if kept < total else ''}.split([{n_test}, {n_train}])",
         "x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]",
     ]
     if spec.scaling == "standardize":
-        lines += ["mu, sd = x_train.mean(0), x_train.std(0).where(x_train.std(0) > 1e-8, 1.0)  # train-set stats",
-                  "x_train, x_test = (x_train - mu) / sd, (x_test - mu) / sd"]
+        lines += [
+            "mu, sd = x_train.mean(0), x_train.std(0).where(x_train.std(0) > 1e-8, 1.0)  # train-set stats",
+            "x_train, x_test = (x_train - mu) / sd, (x_test - mu) / sd",
+        ]
     elif spec.scaling == "unit":
         lines += ["x_train, x_test = x_train / x_train.max(), x_test / x_train.max()  # pixels to [0, 1], as the book"]
     return f"from sklearn.datasets import {func}", lines

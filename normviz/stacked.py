@@ -26,7 +26,11 @@ ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 # the same, overwriting their input, for forward passes that need no intermediate tensors
 ACTIVATION_FNS_IN_PLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    **ACTIVATION_FNS, "relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
+    **ACTIVATION_FNS,
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+}
 
 # what every hidden block records for telemetry: Linear output, after the norm, after the activation
 BlockRecorder = Callable[[int, dict[str, torch.Tensor]], None]
@@ -106,9 +110,17 @@ class StackShape:
 
 
 class StackedMLP(nn.Module):
-    def __init__(self, shape: StackShape, init_stds: list[float] | None = None, n_bn: int = 0, *,
-                 weight_init: str = "std", generator: torch.Generator | None = None, eps: float = 1e-5,
-                 **running_kwargs):
+    def __init__(
+        self,
+        shape: StackShape,
+        init_stds: list[float] | None = None,
+        n_bn: int = 0,
+        *,
+        weight_init: str = "std",
+        generator: torch.Generator | None = None,
+        eps: float = 1e-5,
+        **running_kwargs,
+    ):
         """`init_stds` has one entry per model (used when weight_init == 'std'); its length is K.
         `running_kwargs` go to each layer's RunningStats (momenta, init, var_estimator, ...)."""
         super().__init__()
@@ -126,8 +138,9 @@ class StackedMLP(nn.Module):
         self.betas = nn.ParameterList(nn.Parameter(torch.zeros(n_bn, 1, shape.width)) for _ in range(shape.depth))
         self.stats = nn.ModuleList(RunningStats((n_bn, shape.width), **running_kwargs) for _ in range(shape.depth))
 
-    def _norm(self, layer: int, h: torch.Tensor, mode: str, eval_row: int, overwrite: bool,
-              relu: bool = False) -> torch.Tensor:
+    def _norm(
+        self, layer: int, h: torch.Tensor, mode: str, eval_row: int, overwrite: bool, relu: bool = False
+    ) -> torch.Tensor:
         """BatchNorm on the first n_bn models of (K, B, C); 'train' updates the running stats, 'probe' does not.
         `relu`: ReLU on all K models follows in the same step (only in 'train' and 'probe' mode, with BN)."""
         if self.n_bn == 0:
@@ -137,7 +150,7 @@ class StackedMLP(nn.Module):
             mean, var = self.stats[layer].estimate(eval_row)
             if torch.is_grad_enabled() or not overwrite:  # the plain formula, differentiable
                 normed = normalize(h[: self.n_bn], mean.unsqueeze(1), var.unsqueeze(1), self.eps) * gamma + beta
-                return torch.cat([normed, h[self.n_bn:]]) if self.n_bn < self.k else normed
+                return torch.cat([normed, h[self.n_bn :]]) if self.n_bn < self.k else normed
             # one pass, as torch's own CPU kernel: h * (gamma / sigma) + (beta - mean * gamma / sigma)
             scale = gamma * torch.rsqrt(var + self.eps).unsqueeze(1)  # (n_bn, 1, C)
             torch.addcmul(beta - mean.unsqueeze(1) * scale, h[: self.n_bn], scale, out=h[: self.n_bn])
@@ -148,8 +161,9 @@ class StackedMLP(nn.Module):
             self.stats[layer].update(mean.squeeze(1), var.squeeze(1), h.shape[1])
         return out
 
-    def forward(self, x: torch.Tensor, mode: str = "train", record: BlockRecorder | None = None,
-                eval_row: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mode: str = "train", record: BlockRecorder | None = None, eval_row: int = 0
+    ) -> torch.Tensor:
         """x (B, n_in) -> logits (K, B, n_out). mode: 'train', 'eval' (running stats) or 'probe'
         (batch statistics without touching the running stats)."""
         # Without a recorder, BN and the activation overwrite their input when nothing needs it: with no

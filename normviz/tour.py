@@ -27,49 +27,91 @@ class Section:
 
 TOUR = (
     Section(
-        "Why normalise: activations layer by layer", "pages/activations.py", "activations", 6,
+        "Why normalise: activations layer by layer",
+        "pages/activations.py",
+        "activations",
+        6,
         "Two 5-layer MLPs start from the same weights and see the same batches; only one has BatchNorm. "
         "The histograms show what every layer passes on, and they move while the networks train.",
-        (Stop("tiny init, no BN: activations collapse", "Point at layer 5 without BN: a spike at 0. Why does "
-              "it stay at 10% accuracy? With BN the same weights train."),
-         Stop("sigmoid, std=1: saturation", "Too large instead of too small: the sigmoids sit in their flat ends, "
-              "where the gradient is almost 0."),
-         Stop("He init + ReLU", "A good init also keeps the scale: BN is one cure, not the only one."))),
+        (
+            Stop(
+                "tiny init, no BN: activations collapse",
+                "Point at layer 5 without BN: a spike at 0. Why does "
+                "it stay at 10% accuracy? With BN the same weights train.",
+            ),
+            Stop(
+                "sigmoid, std=1: saturation",
+                "Too large instead of too small: the sigmoids sit in their flat ends, where the gradient is almost 0.",
+            ),
+            Stop("He init + ReLU", "A good init also keeps the scale: BN is one cure, not the only one."),
+        ),
+    ),
     Section(
-        "BN makes the init scale matter less", "pages/init_sweep.py", "init_sweep", 2,
+        "BN makes the init scale matter less",
+        "pages/init_sweep.py",
+        "init_sweep",
+        2,
         "The experiment of Deep Learning from Scratch (ch. 6): 16 init scales, each trained with and without "
         "BN. It trains 32 networks at once; start it, then talk.",
-        (Stop("the DLfS 16-scale grid", "Count the panels where the dashed (no BN) curve learns, then the solid "
-              "ones."),)),
+        (
+            Stop(
+                "the DLfS 16-scale grid", "Count the panels where the dashed (no BN) curve learns, then the solid ones."
+            ),
+        ),
+    ),
     Section(
-        "The equations with live numbers", "pages/by_hand.py", "by_hand", 3,
+        "The equations with live numbers",
+        "pages/by_hand.py",
+        "by_hand",
+        3,
         "One BatchNorm1d training step on a small batch, written out: batch mean and variance, x̂, γx̂+β and "
         "the running-statistics update, checked against torch.nn.BatchNorm1d.",
-        (Stop("a constant feature", "σ² = 0: what stops the division by zero? (ε) And what is y? (β)"),
-         Stop("B = 2 gives ±1", "Two samples: x̂ is ±1 whatever the values. What does BN keep? (the order)"))),
+        (
+            Stop("a constant feature", "σ² = 0: what stops the division by zero? (ε) And what is y? (β)"),
+            Stop("B = 2 gives ±1", "Two samples: x̂ is ±1 whatever the values. What does BN keep? (the order)"),
+        ),
+    ),
     Section(
-        "Running statistics: what eval mode uses", "pages/running_stats.py", "running_stats", 4,
+        "Running statistics: what eval mode uses",
+        "pages/running_stats.py",
+        "running_stats",
+        4,
         "Eval mode normalises with running averages of the batch statistics. Several momenta are tracked in "
         "one training run and compared with the true population statistics.",
-        (Stop("PyTorch 0.1 vs Keras 0.99 are the same thing", "They are not: Keras' momentum is 1 − PyTorch's."),
-         Stop("frozen network: only noise", "With lr 0, smaller momentum means less noise."),
-         Stop("tiny momentum lags", "But when the network learns, a long window describes an old network."),
-         Stop("running var starts at 1", "Eval accuracy collapses while training works: the start value of 1."),
-         Stop("PreciseBN fixes it", "Recompute the statistics after training: the gap closes."))),
+        (
+            Stop("PyTorch 0.1 vs Keras 0.99 are the same thing", "They are not: Keras' momentum is 1 − PyTorch's."),
+            Stop("frozen network: only noise", "With lr 0, smaller momentum means less noise."),
+            Stop("tiny momentum lags", "But when the network learns, a long window describes an old network."),
+            Stop("running var starts at 1", "Eval accuracy collapses while training works: the start value of 1."),
+            Stop("PreciseBN fixes it", "Recompute the statistics after training: the gap closes."),
+        ),
+    ),
     Section(
-        "Train mode vs eval mode in production", "pages/train_vs_inference.py", "inference", 3,
+        "Train mode vs eval mode in production",
+        "pages/train_vs_inference.py",
+        "inference",
+        3,
         "A BN network that works in the lab can fail in production, where inputs come one at a time; and "
         "small training batches hurt BN.",
-        (Stop("forgot model.eval()", "The classic bug: fine in batches of 64, near chance frame by frame."),
-         Stop("batch size 1 in train mode", "BatchNorm1d refuses one sample; BatchNorm2d runs, badly."),
-         Stop("batch-mates change the answer", "In train mode an image's prediction depends on its batch."),
-         Stop("small batches: BN vs GroupNorm", "Batch 2: BN collapses, GroupNorm does not."))),
+        (
+            Stop("forgot model.eval()", "The classic bug: fine in batches of 64, near chance frame by frame."),
+            Stop("batch size 1 in train mode", "BatchNorm1d refuses one sample; BatchNorm2d runs, badly."),
+            Stop("batch-mates change the answer", "In train mode an image's prediction depends on its batch."),
+            Stop("small batches: BN vs GroupNorm", "Batch 2: BN collapses, GroupNorm does not."),
+        ),
+    ),
     Section(
-        "Alternatives that do not use the batch", "pages/alternatives.py", "alternatives", 2,
+        "Alternatives that do not use the batch",
+        "pages/alternatives.py",
+        "alternatives",
+        2,
         "LayerNorm, InstanceNorm and GroupNorm normalise within one sample, so the batch size does not matter. "
         "The cube shows which values share one mean and variance.",
-        (Stop("GroupNorm with G=1 is LayerNorm", "One group = all channels of a sample."),
-         Stop("GroupNorm with G=C is InstanceNorm", "One channel per group."))),
+        (
+            Stop("GroupNorm with G=1 is LayerNorm", "One group = all channels of a sample."),
+            Stop("GroupNorm with G=C is InstanceNorm", "One channel per group."),
+        ),
+    ),
 )
 
 

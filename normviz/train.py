@@ -24,7 +24,7 @@ class BatchSampler:
         if self._pos + self.batch_size > self.n:
             self.epoch += 1
             self._order, self._pos = torch.randperm(self.n, generator=self.generator), 0
-        idx = self._order[self._pos: self._pos + self.batch_size]
+        idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return idx
 
@@ -32,8 +32,18 @@ class BatchSampler:
 class StackedTrainer:
     """Trains K stacked models on the same batches; a model whose loss turns non-finite is stopped."""
 
-    def __init__(self, model: StackedMLP, x: torch.Tensor, y: torch.Tensor, *, optimizer: str, lr: float,
-                 batch_size: int, generator: torch.Generator, sgd_momentum: float = 0.0):
+    def __init__(
+        self,
+        model: StackedMLP,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        optimizer: str,
+        lr: float,
+        batch_size: int,
+        generator: torch.Generator,
+        sgd_momentum: float = 0.0,
+    ):
         self.model, self.x, self.y = model, x, y
         self.opt = make_optimizer(model.parameters(), optimizer, lr, sgd_momentum)
         self.sampler = BatchSampler(len(x), batch_size, generator)
@@ -68,8 +78,9 @@ class StackedTrainer:
 
 
 @torch.no_grad()
-def accuracy(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, mode: str = "eval", eval_row: int = 0,
-             chunk: int | None = None) -> torch.Tensor:
+def accuracy(
+    model: StackedMLP, x: torch.Tensor, y: torch.Tensor, mode: str = "eval", eval_row: int = 0, chunk: int | None = None
+) -> torch.Tensor:
     """Per-model accuracy (K,) in eval mode (running stats) or 'probe' mode (batch statistics).
 
     In 'probe' mode each chunk of (by default) 2,048 samples is one batch. In eval mode the chunk only
@@ -79,6 +90,6 @@ def accuracy(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, mode: str = "e
     chunk = chunk or (2048 if mode == "probe" else max(128, 8192 // model.k))
     correct = torch.zeros(model.k)
     for start in range(0, len(x), chunk):
-        logits = model(x[start:start + chunk], mode, eval_row=eval_row)
-        correct += (logits.argmax(-1) == y[start:start + chunk]).float().sum(1)
+        logits = model(x[start : start + chunk], mode, eval_row=eval_row)
+        correct += (logits.argmax(-1) == y[start : start + chunk]).float().sum(1)
     return correct / len(x)

@@ -47,8 +47,7 @@ def enter_through_app() -> None:
 def _nice_grid(lo: float, hi: float) -> list[float]:
     """1-2-5 steps per decade between lo and hi (and 0 when lo is 0)."""
     start = lo if lo > 0 else 1e-4
-    grid = [m * 10.0**e for e in range(math.floor(math.log10(start)), math.ceil(math.log10(hi)) + 1)
-            for m in (1, 2, 5)]
+    grid = [m * 10.0**e for e in range(math.floor(math.log10(start)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
     grid = [float(f"{v:.6g}") for v in grid if start <= v * (1 + 1e-9) and v <= hi * (1 + 1e-9)]
     return ([0.0] if lo == 0 else []) + grid
 
@@ -73,8 +72,9 @@ def _widget(spec_cls, page: str, name: str, info: dict, container):
     if choices:
         return container.selectbox(label, choices, key=key, help=help_)
     if kind is int and info.get("log"):  # powers of two, e.g. batch sizes
-        grid = sorted({2**i for i in range(int(math.log2(info["hi"])) + 1) if 2**i >= info["lo"]}
-                      | {st.session_state[key]})
+        grid = sorted(
+            {2**i for i in range(int(math.log2(info["hi"])) + 1) if 2**i >= info["lo"]} | {st.session_state[key]}
+        )
         return container.select_slider(label, grid, key=key, help=help_)
     if kind is float and info.get("log"):
         grid = sorted(set(_nice_grid(info["lo"], info["hi"])) | {st.session_state[key]})
@@ -103,8 +103,9 @@ def _seed(page: str, spec: Spec, names, info: dict):
         st.session_state[f"{page}.{name}"] = _to_widget_value(info[name], getattr(spec, name))
 
 
-def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
-                  presets: dict[str, Preset] | None = None, container=None) -> Spec:
+def spec_controls(
+    spec_cls, page: str, *, fields: list[str] | None = None, presets: dict[str, Preset] | None = None, container=None
+) -> Spec:
     """The page's Spec from its sidebar widgets; first seeded from the URL (or a preset in it)."""
     container = container or st.sidebar
     info = spec_cls.field_info()
@@ -136,12 +137,19 @@ def spec_controls(spec_cls, page: str, *, fields: list[str] | None = None,
             st.warning(w, icon=":material/warning:")
 
     if presets:
+
         def apply_preset():
             chosen = st.session_state[preset_key]
             if chosen in presets:
                 _seed(page, presets[chosen].spec(spec_cls), names, info)
-        container.selectbox("Preset", [CUSTOM] + list(presets), key=preset_key, on_change=apply_preset,
-                            help="named scenarios: each sets every control and says what to notice")
+
+        container.selectbox(
+            "Preset",
+            [CUSTOM] + list(presets),
+            key=preset_key,
+            on_change=apply_preset,
+            help="named scenarios: each sets every control and says what to notice",
+        )
     # the lesson's knobs first; data, seed and telemetry settings wait in an expander
     secondary = set(_fields_of(DataSpec)) | {"probe_every"}
     main = [n for n in names if n not in secondary]
@@ -207,15 +215,32 @@ def chart(fig: go.Figure, name: str):
         return
     # the files are made only when a button is clicked (a callable `data`), on another thread
     row = st.container(horizontal=True, gap="small")
-    row.download_button("HTML", lambda: export.figure_html(fig, name), file_name=f"{name}.html", mime="text/html",
-                        key=f"{name}.html", on_click="ignore", type="tertiary", icon=":material/download:",
-                        help="This chart as one interactive HTML file that works offline (for slides)")
+    row.download_button(
+        "HTML",
+        lambda: export.figure_html(fig, name),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=f"{name}.html",
+        on_click="ignore",
+        type="tertiary",
+        icon=":material/download:",
+        help="This chart as one interactive HTML file that works offline (for slides)",
+    )
     png_ok = _chromium() is not None
-    row.download_button("PNG", (lambda: export.figure_png(fig)) if png_ok else b"", file_name=f"{name}.png",
-                        mime="image/png", key=f"{name}.png", on_click="ignore", type="tertiary",
-                        icon=":material/download:", disabled=not png_ok,
-                        help="This chart as a 2400-pixel-wide PNG, drawn by Chromium" if png_ok else
-                        "PNG export needs Chromium on the server (or BROWSER_PATH set to it)")
+    row.download_button(
+        "PNG",
+        (lambda: export.figure_png(fig)) if png_ok else b"",
+        file_name=f"{name}.png",
+        mime="image/png",
+        key=f"{name}.png",
+        on_click="ignore",
+        type="tertiary",
+        icon=":material/download:",
+        disabled=not png_ok,
+        help="This chart as a 2400-pixel-wide PNG, drawn by Chromium"
+        if png_ok
+        else "PNG export needs Chromium on the server (or BROWSER_PATH set to it)",
+    )
 
 
 def table_download(table, name: str, index: bool = False):
@@ -224,9 +249,17 @@ def table_download(table, name: str, index: bool = False):
     if getattr(_local, "redraw", None) is not None:
         return
     to_csv = lambda: pd.DataFrame(table).to_csv(index=index)
-    st.download_button("CSV", to_csv, file_name=f"{name}.csv", mime="text/csv",
-                       key=f"{name}.csv", on_click="ignore", type="tertiary", icon=":material/download:",
-                       help="This table as CSV")
+    st.download_button(
+        "CSV",
+        to_csv,
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"{name}.csv",
+        on_click="ignore",
+        type="tertiary",
+        icon=":material/download:",
+        help="This table as CSV",
+    )
 
 
 @functools.cache
@@ -234,8 +267,9 @@ def _chromium() -> str | None:
     return export.chromium_path()
 
 
-def show_run(spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[object, bool], None],
-             label: str = "Training"):
+def show_run(
+    spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[object, bool], None], label: str = "Training"
+):
     """Render a run's result, redrawing while it trains. render(result, final) draws the charts.
 
     A cached result draws at once. A bad setting or unusable data becomes a message, not a traceback.

@@ -71,6 +71,7 @@ def start_once(store: RunStore) -> threading.Thread | None:
         return None
     with _started:
         if _thread is None:
+
             def body():
                 _lower_priority()
                 warm(store, jobs())

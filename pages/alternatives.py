@@ -12,9 +12,11 @@ spec = ui.spec_controls(alt.AlternativesSpec, "alt", fields=alt.AlternativesSpec
 font = ui.font_size()
 view = spec.view
 st.header(alt.VIEW_TITLES[view], divider="gray")
-st.caption("Five views (sidebar → View): " + " · ".join(f"**{t}**" if v == view else t
-                                                           for v, t in alt.VIEW_TITLES.items())
-           + f". Settings this view uses: {alt.AlternativesSpec.used_labels(view)}.")
+st.caption(
+    "Five views (sidebar → View): "
+    + " · ".join(f"**{t}**" if v == view else t for v, t in alt.VIEW_TITLES.items())
+    + f". Settings this view uses: {alt.AlternativesSpec.used_labels(view)}."
+)
 
 
 def percent_columns(rows):
@@ -25,23 +27,35 @@ def render(r, final: bool):
     if view == "axes":
         ui.chart(figs.axes_cube(r, font), "alt-cube")
         st.caption(alt.CAPTIONS["axes"])
-        kind = st.segmented_control("The small tensor, normalised with", alt.AXES_KINDS, default="group",
-                                    format_func=NORM_LABELS.get, key="alt.tensor_norm") or "group"
+        kind = (
+            st.segmented_control(
+                "The small tensor, normalised with",
+                alt.AXES_KINDS,
+                default="group",
+                format_func=NORM_LABELS.get,
+                key="alt.tensor_norm",
+            )
+            or "group"
+        )
         ui.chart(figs.tensor_sets(r, kind, font), "alt-tensor")
         st.caption(alt.CAPTIONS["tensor"])
         st.dataframe(r.table(kind), hide_index=True)
     elif view == "every-norm":
         for row in r.table():
             if row.get("diverged at step"):
-                st.error(f"{row['norm']} diverged at step {row['diverged at step']} (non-finite loss); its curves "
-                         "stop there. Lower the learning rate.")
+                st.error(
+                    f"{row['norm']} diverged at step {row['diverged at step']} (non-finite loss); its curves "
+                    "stop there. Lower the learning rate."
+                )
         ui.chart(figs.zoo_curves(r, font), "alt-zoo")
         st.caption(alt.CAPTIONS["every-norm"])
         rows = r.table()
         st.dataframe(rows, hide_index=True, column_config=percent_columns(rows))
         ui.table_download(rows, "alt-every-norm-results")
-        st.caption(f"Final accuracies at batch size {r.spec.batch_size} after {r.steps_done} steps; GroupNorm "
-                   f"uses G = {r.groups_used} in the first layer.")
+        st.caption(
+            f"Final accuracies at batch size {r.spec.batch_size} after {r.steps_done} steps; GroupNorm "
+            f"uses G = {r.groups_used} in the first layer."
+        )
     elif view == "cost":
         ui.chart(figs.cost_bars(r, font), "alt-cost")
         st.caption(alt.CAPTIONS["cost"])

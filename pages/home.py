@@ -6,9 +6,11 @@ from normviz.tour import TOUR
 ui.enter_through_app()
 st.title("normviz: see what BatchNorm does")
 ui.settingless_page()
-st.markdown("Small networks train **live on this computer** while you watch. Each link below opens a view with "
-            "every control set for one lesson, and a blue box says what to notice. Everything is in the sidebar "
-            "and in the page's URL, so a link reproduces exactly what you see.")
+st.markdown(
+    "Small networks train **live on this computer** while you watch. Each link below opens a view with "
+    "every control set for one lesson, and a blue box says what to notice. Everything is in the sidebar "
+    "and in the page's URL, so a link reproduces exactly what you see."
+)
 
 st.header(f"A {sum(s.minutes for s in TOUR)}-minute BatchNorm lecture", divider="gray")
 for number, section in enumerate(TOUR, 1):
@@ -16,8 +18,9 @@ for number, section in enumerate(TOUR, 1):
     st.markdown(section.teaches)
     for stop in section.stops:
         link, ask = st.columns([2, 3], vertical_alignment="center")
-        link.page_link(section.page, label=stop.preset, icon=":material/play_circle:",
-                       query_params={"preset": stop.preset})
+        link.page_link(
+            section.page, label=stop.preset, icon=":material/play_circle:", query_params={"preset": stop.preset}
+        )
         ask.caption(stop.ask)
 
 with st.expander("Before class"):
@@ -28,4 +31,5 @@ with st.expander("Before class"):
         "- Under every chart, **HTML** and **PNG** download it for slides; each view has a **Reproduce in "
         "PyTorch** snippet for students.\n"
         "- A handout that works offline: `python -m normviz report --out bn-lessons.html` trains every lesson "
-        "and writes all figures into one HTML file (`--list` shows the lessons, `--preset NAME` picks some).")
+        "and writes all figures into one HTML file (`--list` shows the lessons, `--preset NAME` picks some)."
+    )

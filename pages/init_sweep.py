@@ -6,8 +6,10 @@ from normviz.figures import activations as figs
 
 ui.enter_through_app()
 st.title("The init-scale sweep (Deep Learning from Scratch, ch. 6)")
-st.caption("16 weight-init stds from 1 down to 1e-4; for each, an MLP 64-100x5-10 (ReLU) with and without BN, "
-           "SGD lr 0.01, batch 100, 1,000 digits, 20 epochs. All 32 networks train as one stacked computation.")
+st.caption(
+    "16 weight-init stds from 1 down to 1e-4; for each, an MLP 64-100x5-10 (ReLU) with and without BN, "
+    "SGD lr 0.01, batch 100, 1,000 digits, 20 epochs. All 32 networks train as one stacked computation."
+)
 spec = ui.spec_controls(InitSweepSpec, "sweep", presets=PRESETS)
 font = ui.font_size()
 
@@ -29,4 +31,5 @@ with st.expander("Running stats start at 0 (the book) or at var 1 (PyTorch)?"):
         "about 1 instead of 1e-4, the activations collapse, and the eval-mode accuracy sits near 0.1 **even "
         "though training works**. At std 0.01 and below it stays there for 3 to 6 epochs (with momentum 0.1, "
         "the start still weighs 0.9^10 = 35% after one epoch of 10 steps); by epoch 20 both starts agree. "
-        "Switch *Running init* to see it.")
+        "Switch *Running init* to see it."
+    )

@@ -7,8 +7,10 @@ from normviz.figures import running_stats as figs
 
 ui.enter_through_app()
 st.title("Running statistics: what BN's momentum does")
-st.caption("One network trains once. Running statistics never change training in train mode, so every BN layer "
-           "keeps one set of running buffers per momentum (plus the cumulative average) on the same batches.")
+st.caption(
+    "One network trains once. Running statistics never change training in train mode, so every BN layer "
+    "keeps one set of running buffers per momentum (plus the cumulative average) on the same batches."
+)
 state = st.session_state
 last_text, last_convention = state.get("rs.last", (None, None))
 if last_convention and state.get("rs.convention") != last_convention and state.get("rs.momenta") == last_text:
@@ -19,28 +21,46 @@ font = ui.font_size()
 
 labels, channels = spec.row_labels(), min(spec.width, rs.TRACE_CHANNELS)
 c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
-shown = c1.multiselect("Momenta shown (no retraining)", range(len(labels)), default=list(range(len(labels))),
-                       format_func=labels.__getitem__, key=f"rs.shown.{'|'.join(labels)}")
-layer = c2.selectbox("Layer (A)", range(spec.depth), format_func=lambda i: f"layer {i + 1}",
-                     index=min(1, spec.depth - 1), key=f"rs.layer{spec.depth}")  # layer 1's input mean is 0
-channel = c3.selectbox("Channel (A)", range(channels), format_func=lambda i: f"channel {i + 1}",
-                       key=f"rs.channel{channels}")
-population = c4.radio("Population (B)", list(rs.POPULATIONS), format_func=figs.POPULATION_NAMES.get,
-                      key="rs.population", horizontal=True)
+shown = c1.multiselect(
+    "Momenta shown (no retraining)",
+    range(len(labels)),
+    default=list(range(len(labels))),
+    format_func=labels.__getitem__,
+    key=f"rs.shown.{'|'.join(labels)}",
+)
+layer = c2.selectbox(
+    "Layer (A)",
+    range(spec.depth),
+    format_func=lambda i: f"layer {i + 1}",
+    index=min(1, spec.depth - 1),
+    key=f"rs.layer{spec.depth}",
+)  # layer 1's input mean is 0
+channel = c3.selectbox(
+    "Channel (A)", range(channels), format_func=lambda i: f"channel {i + 1}", key=f"rs.channel{channels}"
+)
+population = c4.radio(
+    "Population (B)", list(rs.POPULATIONS), format_func=figs.POPULATION_NAMES.get, key="rs.population", horizontal=True
+)
 
 
 def render(result, final: bool):
     if result.diverged_at is not None:
-        st.error(f"The network diverged at step {result.diverged_at} (its loss or a BN statistic became NaN or "
-                 "infinite); the charts stop there. Lower the learning rate.")
+        st.error(
+            f"The network diverged at step {result.diverged_at} (its loss or a BN statistic became NaN or "
+            "infinite); the charts stop there. Lower the learning rate."
+        )
     ui.chart(figs.trajectories(result, layer, channel, shown, font), "rs-a")
     st.caption(rs.caption_a(spec))
     ui.chart(figs.errors(result, population, shown, font), "rs-b")
-    st.caption(f"Channel-averaged errors, log scale, against {rs.POPULATIONS[population]}. Dotted verticals: each "
-               "momentum's effective window 1/m (PyTorch convention); the start-up bias has decayed by e there.")
+    st.caption(
+        f"Channel-averaged errors, log scale, against {rs.POPULATIONS[population]}. Dotted verticals: each "
+        "momentum's effective window 1/m (PyTorch convention); the start-up bias has decayed by e there."
+    )
     ui.chart(figs.accuracy(result, shown, font), "rs-c")
-    st.caption("Eval mode normalises with one momentum's running stats; train mode with each test batch's own "
-               f"statistics (batches of {spec.batch_size}).")
+    st.caption(
+        "Eval mode normalises with one momentum's running stats; train mode with each test batch's own "
+        f"statistics (batches of {spec.batch_size})."
+    )
     if final and result.precise is not None:
         st.subheader("Recalibrate (PreciseBN)")
         ui.chart(figs.precise_bn(result, shown, font), "rs-precise")

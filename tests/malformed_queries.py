@@ -67,9 +67,16 @@ def spec_kinds(names) -> dict[str, str] | None:
     for cls in spec_classes():
         info = cls.field_info()
         if set(info) == set(names):
-            return {n: ("select" if i["choices"] and i["kind"] is str else "text" if i["kind"] is str
-                        else {bool: "bool", int: "int", float: "float"}.get(i["kind"], "tuple"))
-                    for n, i in info.items()}
+            return {
+                n: (
+                    "select"
+                    if i["choices"] and i["kind"] is str
+                    else "text"
+                    if i["kind"] is str
+                    else {bool: "bool", int: "int", float: "float"}.get(i["kind"], "tuple")
+                )
+                for n, i in info.items()
+            }
     return None
 
 
@@ -96,12 +103,28 @@ def malformed_queries(defaults: dict[str, str], kinds: dict[str, str] | None = N
         Case("empty preset", "preset=", "preset"),
     ]
     for label, value in [
-        ("non-number", "abc"), ("empty string", ""), ("NaN", "nan"), ("NaN (capital)", "NaN"), ("inf", "inf"),
-        ("-inf", "-inf"), ("Infinity", "Infinity"), ("1e309", "1e309"), ("-1e309", "-1e309"),
-        ("huge number string", "9" * HUGE), ("out of range high", "1e12"), ("out of range low", "-1e12"),
-        ("emoji", "🙂"), ("vulgar fraction", "½"), ("hex", "0x10"), ("list for a scalar", "1,2"),
-        ("brackets", "[1]"), ("bool for a number", "true"), ("injection", "1;DROP TABLE x"),
-        ("newline", "1\n2"), ("only spaces", "   "), ("NUL byte", "\x00"),
+        ("non-number", "abc"),
+        ("empty string", ""),
+        ("NaN", "nan"),
+        ("NaN (capital)", "NaN"),
+        ("inf", "inf"),
+        ("-inf", "-inf"),
+        ("Infinity", "Infinity"),
+        ("1e309", "1e309"),
+        ("-1e309", "-1e309"),
+        ("huge number string", "9" * HUGE),
+        ("out of range high", "1e12"),
+        ("out of range low", "-1e12"),
+        ("emoji", "🙂"),
+        ("vulgar fraction", "½"),
+        ("hex", "0x10"),
+        ("list for a scalar", "1,2"),
+        ("brackets", "[1]"),
+        ("bool for a number", "true"),
+        ("injection", "1;DROP TABLE x"),
+        ("newline", "1\n2"),
+        ("only spaces", "   "),
+        ("NUL byte", "\x00"),
     ]:
         name = next(num)
         cases.append(Case(f"{label} for {name}", _q(name, value), name))
@@ -114,23 +137,33 @@ def malformed_queries(defaults: dict[str, str], kinds: dict[str, str] | None = N
     name = next(anyfield)
     cases.append(Case(f"huge string for {name}", _q(name, "x" * HUGE), name))
     for name in of["bool"]:
-        cases += [Case(f"not a bool for {name}", _q(name, "maybe"), name),
-                  Case(f"2 for bool {name}", _q(name, "2"), name)]
+        cases += [
+            Case(f"not a bool for {name}", _q(name, "maybe"), name),
+            Case(f"2 for bool {name}", _q(name, "2"), name),
+        ]
     for name in of["select"]:
-        cases += [Case(f"number for select {name}", _q(name, "42"), name),
-                  Case(f"upper case for select {name}", _q(name, defaults[name].upper() + "!"), name)]
+        cases += [
+            Case(f"number for select {name}", _q(name, "42"), name),
+            Case(f"upper case for select {name}", _q(name, defaults[name].upper() + "!"), name),
+        ]
     for name in of["select"][:2]:
-        cases += [Case(f"markup for select {name}", _q(name, "<script>alert(1)</script>"), name),
-                  Case(f"emoji for select {name}", _q(name, "🙂"), name)]
+        cases += [
+            Case(f"markup for select {name}", _q(name, "<script>alert(1)</script>"), name),
+            Case(f"emoji for select {name}", _q(name, "🙂"), name),
+        ]
     for name in of["tuple"]:
-        cases += [Case(f"empty list {name}", _q(name, ","), name),
-                  Case(f"garbage item in {name}", _q(name, defaults[name].split(",")[0] + ",,zz"), name),
-                  Case(f"repeated item in {name}", _q(name, ",".join([defaults[name].split(",")[0]] * 2)), name),
-                  Case(f"NaN item in {name}", _q(name, defaults[name].split(",")[0] + ",nan"), name)]
+        cases += [
+            Case(f"empty list {name}", _q(name, ","), name),
+            Case(f"garbage item in {name}", _q(name, defaults[name].split(",")[0] + ",,zz"), name),
+            Case(f"repeated item in {name}", _q(name, ",".join([defaults[name].split(",")[0]] * 2)), name),
+            Case(f"NaN item in {name}", _q(name, defaults[name].split(",")[0] + ",nan"), name),
+        ]
     for name in numeric:  # every numeric field gets a non-number once
         cases.append(Case(f"non-number for {name}", _q(name, "x1"), name))
     # odd but valid: must not raise, may or may not warn
     for name in numeric[:2]:
-        cases += [Case(f"negative zero for {name}", _q(name, "-0"), None),
-                  Case(f"underscore digits for {name}", _q(name, "1_0"), None)]
+        cases += [
+            Case(f"negative zero for {name}", _q(name, "-0"), None),
+            Case(f"underscore digits for {name}", _q(name, "1_0"), None),
+        ]
     return cases

@@ -67,8 +67,15 @@ def test_cli_writes_per_layer_stats_and_accuracies(tmp_path):
     assert len(data["BN"]["layers"]["mean"]) == 3 and 0 <= data["no BN"]["final_test_acc"] <= 1
 
 
-@pytest.mark.parametrize("argv", [["activations", "--depth", "0"], ["activations", "--activation", "swish"],
-                                  ["activations", "--nope"], ["activations", "--lr", "nan"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["activations", "--depth", "0"],
+        ["activations", "--activation", "swish"],
+        ["activations", "--nope"],
+        ["activations", "--lr", "nan"],
+    ],
+)
 def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -152,37 +152,59 @@ def test_cli_runs_the_training_views_and_writes_json(tmp_path):
     out = json.loads(zoo.read_text())
     assert [row["norm"] for row in out["table"]] == ["no norm", "BatchNorm", "LayerNorm", "GroupNorm", "Batch Renorm"]
     assert out["seeds"] == 2 and "test accuracy, lowest seed" in out["table"][0]
-    assert main(["sync-bn", "--model", "mlp", "--sub-batches", "1,2", "--workers", "4", "--steps", "10",
-                 "--json", str(sync)]) == 0
+    assert (
+        main(
+            [
+                "sync-bn",
+                "--model",
+                "mlp",
+                "--sub-batches",
+                "1,2",
+                "--workers",
+                "4",
+                "--steps",
+                "10",
+                "--json",
+                str(sync),
+            ]
+        )
+        == 0
+    )
     out = json.loads(sync.read_text())  # the refused run is null, not NaN (which is not JSON)
     assert out["local"]["test_acc"][0] is None and out["sync"]["test_acc"][0] is not None
     assert "Expected more than 1 value per channel" in out["notes"]["local b=1"]
 
 
-@pytest.mark.parametrize("argv", [
-    ["norm-axes", "--groups", "0"],
-    ["norm-axes", "--side", "two"],
-    ["norm-zoo", "--model", "resnet"],
-    ["norm-zoo", "--batch-size", "1"],
-    ["norm-cost", "--cost-batch-sizes", "a,b"],
-    ["sync-bn", "--workers", "0"],
-    ["sync-bn", "--sub-batches", "2,2"],
-    ["rnn-norms", "--steps", "-3"],
-    ["rnn-norms", "--no-such-flag", "1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["norm-axes", "--groups", "0"],
+        ["norm-axes", "--side", "two"],
+        ["norm-zoo", "--model", "resnet"],
+        ["norm-zoo", "--batch-size", "1"],
+        ["norm-cost", "--cost-batch-sizes", "a,b"],
+        ["sync-bn", "--workers", "0"],
+        ["sync-bn", "--sub-batches", "2,2"],
+        ["rnn-norms", "--steps", "-3"],
+        ["rnn-norms", "--no-such-flag", "1"],
+    ],
+)
 def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
 
 
-@pytest.mark.parametrize("query", [
-    {"view": "axes", "groups": "1"},
-    {"view": "every-norm", "model": "mlp", "steps": "10"},
-    {"view": "cost", "model": "mlp", "cost_batch_sizes": "8"},
-    {"view": "sync-bn", "model": "mlp", "sub_batches": "1,2", "steps": "10"},
-    {"view": "rnn", "steps": "10"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"view": "axes", "groups": "1"},
+        {"view": "every-norm", "model": "mlp", "steps": "10"},
+        {"view": "cost", "model": "mlp", "cost_batch_sizes": "8"},
+        {"view": "sync-bn", "model": "mlp", "sub_batches": "1,2", "steps": "10"},
+        {"view": "rnn", "steps": "10"},
+    ],
+)
 def test_page_views_run(query):
     at = AppTest.from_file(str(ROOT / "pages" / "alternatives.py"), default_timeout=240)
     at.query_params.update(query)
@@ -204,10 +226,17 @@ def test_axes_cube_reads_without_explanation():
     for name in ("scene", "scene2", "scene3", "scene4"):
         scene = fig.layout[name]
         assert (scene.xaxis.title.text, scene.yaxis.title.text, scene.zaxis.title.text) == (
-            "C (channels)", "N (batch)", "H,W (spatial)")
+            "C (channels)",
+            "N (batch)",
+            "H,W (spatial)",
+        )
     titles = [a.text for a in fig.layout.annotations]
-    assert [t.split("</b>")[0] for t in titles] == ["<b>BatchNorm", "<b>LayerNorm", "<b>InstanceNorm",
-                                                    "<b>GroupNorm (G = 2)"]
+    assert [t.split("</b>")[0] for t in titles] == [
+        "<b>BatchNorm",
+        "<b>LayerNorm",
+        "<b>InstanceNorm",
+        "<b>GroupNorm (G = 2)",
+    ]
     shaded = {t.scene: t for t in fig.data if t.type == "mesh3d"}
     # the shaded block of one mean/var: BN one channel x all samples, GN one sample x C/G channels
     assert (min(shaded["scene"].x), max(shaded["scene"].x), max(shaded["scene"].y)) == (0, 1, 4)

@@ -40,10 +40,20 @@ def sweep():
 def reference_mlp(stack: NormStack, k: int, norm_place: str) -> MLP:
     """Model k of the stack as a per-model MLP of models.py with our layer modules and the same weights."""
     kind = stack.kinds[k]
-    kwargs = {"batch": dict(momenta=(stack.momentum,)), "group": dict(groups=stack.groups),
-              "renorm": dict(momentum=stack.momentum, rmax=stack.rmax, dmax=stack.dmax)}.get(kind, {})
-    mlp = MLP(stack.weights[0].shape[1], stack.weights[-1].shape[2], stack.depth, stack.width, norm=kind,
-              norm_place=norm_place, **kwargs)
+    kwargs = {
+        "batch": dict(momenta=(stack.momentum,)),
+        "group": dict(groups=stack.groups),
+        "renorm": dict(momentum=stack.momentum, rmax=stack.rmax, dmax=stack.dmax),
+    }.get(kind, {})
+    mlp = MLP(
+        stack.weights[0].shape[1],
+        stack.weights[-1].shape[2],
+        stack.depth,
+        stack.width,
+        norm=kind,
+        norm_place=norm_place,
+        **kwargs,
+    )
     with torch.no_grad():
         for i, layer in enumerate([b.linear for b in mlp.blocks] + [mlp.head]):
             layer.weight.copy_(stack.weights[i][k].T)
@@ -61,8 +71,18 @@ def reference_mlp(stack: NormStack, k: int, norm_place: str) -> MLP:
 @pytest.mark.parametrize("norm_place", ["before", "after"])
 def test_norm_stack_equals_per_model_mlps_in_train_and_eval(norm_place):
     torch.manual_seed(0)
-    stack = NormStack(20, 5, ("layer", "renorm", "group", "batch", "none"), depth=2, width=12,
-                      norm_place=norm_place, groups=3, momentum=0.3, rmax=1.5, dmax=0.5)
+    stack = NormStack(
+        20,
+        5,
+        ("layer", "renorm", "group", "batch", "none"),
+        depth=2,
+        width=12,
+        norm_place=norm_place,
+        groups=3,
+        momentum=0.3,
+        rmax=1.5,
+        dmax=0.5,
+    )
     refs = [reference_mlp(stack, k, norm_place).double() for k in range(stack.k)]
     stack.double()  # a ReLU channel that is 0 in the whole batch is ill-conditioned (1/sqrt(eps)) in float32
     xs = [torch.randn(8, 20, dtype=torch.float64) * 2 + 1 for _ in range(4)]
@@ -157,8 +177,7 @@ def test_stream_batch_norms_skip_batches_of_one(sweep):
 
 
 def test_one_fixed_large_learning_rate_diverges_and_is_reported():
-    r = final(run(BatchSizeSpec(sizes=(2,), norms=("batch", "layer"), lr=10.0, lr_scaling="none",
-                                stream_steps=10)))
+    r = final(run(BatchSizeSpec(sizes=(2,), norms=("batch", "layer"), lr=10.0, lr_scaling="none", stream_steps=10)))
     diverged = np.array([[d is not None for d in row] for row in r.diverged_at])  # (N, S)
     assert diverged.any()
     assert np.isnan(r.test_acc[diverged]).all() and np.isfinite(r.test_acc[~diverged]).all()
@@ -186,16 +205,26 @@ def test_preset_small_batches_bn_vs_groupnorm():
 
 def test_cli_json_shape(tmp_path):
     out = tmp_path / "bs.json"
-    assert main(["batch-size", "--sizes", "4,2", "--norms", "group,batch", "--stream-steps", "10",
-                 "--json", str(out)]) == 0
+    assert (
+        main(["batch-size", "--sizes", "4,2", "--norms", "group,batch", "--stream-steps", "10", "--json", str(out)])
+        == 0
+    )
     data = json.loads(out.read_text())
     assert set(data) == {"sizes", "test_acc"} and data["sizes"] == [2, 4]
     assert list(data["test_acc"]) == ["group", "batch"] and all(len(v) == 2 for v in data["test_acc"].values())
 
 
-@pytest.mark.parametrize("argv", [["batch-size", "--norms", "batch,foo"], ["batch-size", "--sizes", "1,2"],
-                                  ["batch-size", "--sizes", "2,2"], ["batch-size", "--rmax", "0.5"],
-                                  ["batch-size", "--sizes", "2,4096"], ["batch-size", "--nope"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["batch-size", "--norms", "batch,foo"],
+        ["batch-size", "--sizes", "1,2"],
+        ["batch-size", "--sizes", "2,2"],
+        ["batch-size", "--rmax", "0.5"],
+        ["batch-size", "--sizes", "2,4096"],
+        ["batch-size", "--nope"],
+    ],
+)
 def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -25,11 +25,19 @@ def random_spec(seed: int, convention: str, var_estimator: str) -> bh.ByHandSpec
     rng = np.random.default_rng(seed)
     b, c = int(rng.integers(2, 9)), int(rng.integers(1, 6))
     vec = lambda lo, hi: ",".join(f"{v:.6f}" for v in rng.uniform(lo, hi, c))
-    return bh.ByHandSpec(x=fmt(np.round(rng.normal(rng.uniform(-3, 3, c), rng.uniform(0.2, 4, c), (b, c)), 4)),
-                         gamma=vec(-2, 2), beta=vec(-1, 1), running_mean=vec(-1, 1), running_var=vec(0.1, 3),
-                         dy=fmt(np.round(rng.normal(size=(b, c)), 4)), x_new=vec(-3, 3),
-                         eps=float(rng.choice([1e-5, 1e-3, 0.1])), momentum=float(rng.uniform(0.01, 0.99)),
-                         convention=convention, var_estimator=var_estimator)
+    return bh.ByHandSpec(
+        x=fmt(np.round(rng.normal(rng.uniform(-3, 3, c), rng.uniform(0.2, 4, c), (b, c)), 4)),
+        gamma=vec(-2, 2),
+        beta=vec(-1, 1),
+        running_mean=vec(-1, 1),
+        running_var=vec(0.1, 3),
+        dy=fmt(np.round(rng.normal(size=(b, c)), 4)),
+        x_new=vec(-3, 3),
+        eps=float(rng.choice([1e-5, 1e-3, 0.1])),
+        momentum=float(rng.uniform(0.01, 0.99)),
+        convention=convention,
+        var_estimator=var_estimator,
+    )
 
 
 def torch_reference(spec: bh.ByHandSpec):
@@ -51,8 +59,18 @@ def torch_reference(spec: bh.ByHandSpec):
     with torch.no_grad():
         bn.running_var.copy_(rv)
         y_new = bn(a["x_new"][None])[0]
-    return {k: v.detach().numpy() for k, v in dict(y=y, running_mean=bn.running_mean, running_var=rv, y_new=y_new,
-                                                    dx=x.grad, dgamma=bn.weight.grad, dbeta=bn.bias.grad).items()}
+    return {
+        k: v.detach().numpy()
+        for k, v in dict(
+            y=y,
+            running_mean=bn.running_mean,
+            running_var=rv,
+            y_new=y_new,
+            dx=x.grad,
+            dgamma=bn.weight.grad,
+            dbeta=bn.bias.grad,
+        ).items()
+    }
 
 
 @pytest.mark.parametrize("convention", ["pytorch", "keras"])
@@ -174,16 +192,40 @@ def test_cli_json(tmp_path):
     y = bn(torch.tensor([[1.0, 2, 3], [4, 5, 6]], dtype=torch.float64)).detach().numpy()
     np.testing.assert_allclose(out["y"], y, atol=1e-12)
     np.testing.assert_allclose(out["running_var"], bn.running_var.numpy(), atol=1e-12)
-    code, _ = run_cli("--x", "[[1,2],[3,5]]", "--convention", "keras", "--momentum", "0.99", "--gamma", "2,3",
-                      "--beta", "[1, 1]", "--running-mean", "1,1", "--running-var", "2", "--json", str(path))
+    code, _ = run_cli(
+        "--x",
+        "[[1,2],[3,5]]",
+        "--convention",
+        "keras",
+        "--momentum",
+        "0.99",
+        "--gamma",
+        "2,3",
+        "--beta",
+        "[1, 1]",
+        "--running-mean",
+        "1,1",
+        "--running-var",
+        "2",
+        "--json",
+        str(path),
+    )
     out = json.loads(path.read_text())
     np.testing.assert_allclose(out["running_mean"], [0.99 + 0.01 * 2, 0.99 + 0.01 * 3.5])
     np.testing.assert_allclose(out["y"], [[-2 + 1, -3 + 1], [2 + 1, 3 + 1]], atol=1e-4)
 
 
-MALFORMED = [("[[1,2,3],[4,5]]", "different lengths"), ('[[1,"a",3]]', "not a number"), ("[]", "empty"),
-             ("", "empty"), ("[[]]", "empty"), ("[[1,2", "not valid JSON"), ("[[NaN,1]]", "not finite"),
-             ("[1,2,3]", "flat list"), ("[[true]]", "not a number")]
+MALFORMED = [
+    ("[[1,2,3],[4,5]]", "different lengths"),
+    ('[[1,"a",3]]', "not a number"),
+    ("[]", "empty"),
+    ("", "empty"),
+    ("[[]]", "empty"),
+    ("[[1,2", "not valid JSON"),
+    ("[[NaN,1]]", "not finite"),
+    ("[1,2,3]", "flat list"),
+    ("[[true]]", "not a number"),
+]
 
 
 @pytest.mark.parametrize("x, says", MALFORMED)

@@ -23,11 +23,20 @@ def test_specs_are_hashable_and_keys_differ_by_setting():
     assert hash(a) == hash(ActivationsSpec()) and a.key() != b.key()
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"depth": 0}, "depth"), ({"depth": 11}, "depth"), ({"width": 2.5}, "width"),
-    ({"activation": "swish"}, "activation"), ({"lr": math.nan}, "lr"), ({"lr": math.inf}, "lr"),
-    ({"batch_size": True}, "batch_size"), ({"seed": -1}, "seed"), ({"init_std": "big"}, "init_std"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"depth": 0}, "depth"),
+        ({"depth": 11}, "depth"),
+        ({"width": 2.5}, "width"),
+        ({"activation": "swish"}, "activation"),
+        ({"lr": math.nan}, "lr"),
+        ({"lr": math.inf}, "lr"),
+        ({"batch_size": True}, "batch_size"),
+        ({"seed": -1}, "seed"),
+        ({"init_std": "big"}, "init_std"),
+    ],
+)
 def test_invalid_values_raise_naming_the_field(changes, field):
     with pytest.raises(SpecError, match=field):
         ActivationsSpec(**changes)
@@ -45,11 +54,21 @@ def test_from_dict_rejects_unknown_keys():
         ActivationsSpec.from_dict({"depthh": 3})
 
 
-@pytest.mark.parametrize("params, key", [
-    ({"depth": "abc"}, "depth"), ({"depth": "99"}, "depth"), ({"lr": "nan"}, "lr"), ({"lr": "-inf"}, "lr"),
-    ({"activation": "3"}, "activation"), ({"depth": ["2", "3"]}, "depth"), ({"depth": ""}, "depth"),
-    ({"seed": "1" * 500}, "seed"), ({"wat": "1"}, "wat"), ({"depth": "2.5"}, "depth"),
-])
+@pytest.mark.parametrize(
+    "params, key",
+    [
+        ({"depth": "abc"}, "depth"),
+        ({"depth": "99"}, "depth"),
+        ({"lr": "nan"}, "lr"),
+        ({"lr": "-inf"}, "lr"),
+        ({"activation": "3"}, "activation"),
+        ({"depth": ["2", "3"]}, "depth"),
+        ({"depth": ""}, "depth"),
+        ({"seed": "1" * 500}, "seed"),
+        ({"wat": "1"}, "wat"),
+        ({"depth": "2.5"}, "depth"),
+    ],
+)
 def test_from_query_falls_back_with_a_warning_naming_the_key(params, key):
     spec, warnings = ActivationsSpec.from_query(params)
     assert len(warnings) == 1 and key in warnings[0]

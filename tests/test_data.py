@@ -77,11 +77,14 @@ def test_npz(tmp_path):
     assert x.shape == (12, 16) and y.tolist() == (np.arange(12) % 3).tolist()
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc"), "header says"),
-    (lambda p: p.write_bytes(b"PK\x03\x04 not idx"), "magic"),
-    (lambda p: p.write_bytes(b"\x00\x00\x08"), "magic"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc"), "header says"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 not idx"), "magic"),
+        (lambda p: p.write_bytes(b"\x00\x00\x08"), "magic"),
+    ],
+)
 def test_bad_idx_files_are_rejected_clearly(tmp_path, make, message):
     p = tmp_path / "x-images-idx3-ubyte"
     make(p)
@@ -95,8 +98,13 @@ def test_bad_npz_files_are_rejected_clearly(tmp_path):
     np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}] * 12, dtype=object), y=np.zeros(12, int))
     np.savez(tmp_path / "count.npz", x=np.zeros((12, 3)), y=np.zeros(11, int))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    for name, message in [("nan", "NaN"), ("keys", "expected arrays"), ("obj", "readable"),
-                          ("count", "labels"), ("junk", "readable")]:
+    for name, message in [
+        ("nan", "NaN"),
+        ("keys", "expected arrays"),
+        ("obj", "readable"),
+        ("count", "labels"),
+        ("junk", "readable"),
+    ]:
         with pytest.raises(DataError, match=message):
             read_mnist(str(tmp_path / f"{name}.npz"))
 

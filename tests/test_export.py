@@ -19,7 +19,7 @@ def test_html_is_standalone_and_interactive():
     assert page.lower().startswith("<!doctype html>") and "<title>bars</title>" in page
     assert "plotly.js v" in page and "Plotly.newPlot(" in page  # the library itself is inside
     assert not re.search(r"<script[^>]+src=", page)
-    layout = page[page.index("Plotly.newPlot("):]
+    layout = page[page.index("Plotly.newPlot(") :]
     assert '"plot_bgcolor":"white"' in layout and "#E5ECF6" not in layout  # plotly_white, not plotly's grey
 
 

@@ -108,8 +108,7 @@ def test_requires_grad_false_does_not_freeze_running_stats_but_eval_does(result)
 def test_torch_bn1d_refuses_but_bn2d_normalises_one_image_by_itself():
     x = torch.randn(1, 3, 8, 8)
     y = nn.BatchNorm2d(3, affine=False).train()(x)
-    expected = (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(x.var((0, 2, 3), unbiased=False, keepdim=True)
-                                                                  + 1e-5)
+    expected = (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(x.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5)
     torch.testing.assert_close(y, expected)
     assert torch_bn1d_error(5).startswith(TORCH_PHRASE)
 
@@ -153,9 +152,16 @@ def test_cli_json_shape(tmp_path):
     assert data["batchmates"]["eval_max_abs_diff"] < 1e-5 < data["batchmates"]["train_max_abs_diff"]
 
 
-@pytest.mark.parametrize("argv", [["inference", "--train-batch", "1"], ["inference", "--seed", "-1"],
-                                  ["inference", "--dataset", "moons"], ["inference", "--sizes", "2"],
-                                  ["inference", "--lr", "abc"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inference", "--train-batch", "1"],
+        ["inference", "--seed", "-1"],
+        ["inference", "--dataset", "moons"],
+        ["inference", "--sizes", "2"],
+        ["inference", "--lr", "abc"],
+    ],
+)
 def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -60,8 +60,10 @@ def assert_same(ours, ref, x):
 def batches(shape, n, seed=0):
     g = torch.Generator().manual_seed(seed)
     per_channel = (1, -1, *[1] * (len(shape) - 2))
-    return [3 * torch.randn(shape, generator=g) + torch.randn(shape[1:2], generator=g).reshape(per_channel)
-            for _ in range(n)]
+    return [
+        3 * torch.randn(shape, generator=g) + torch.randn(shape[1:2], generator=g).reshape(per_channel)
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -243,8 +245,17 @@ def test_ws_conv_ignores_per_filter_scale_and_shift_of_its_weights():
     assert_close(conv(x), y, atol=1e-4, rtol=1e-4)  # only the eps term notices the scale
 
 
-@pytest.mark.parametrize("kind, cls", [("none", nn.Identity), ("batch", BatchNorm), ("layer", LayerNorm),
-                                       ("instance", InstanceNorm), ("group", GroupNorm), ("renorm", BatchRenorm)])
+@pytest.mark.parametrize(
+    "kind, cls",
+    [
+        ("none", nn.Identity),
+        ("batch", BatchNorm),
+        ("layer", LayerNorm),
+        ("instance", InstanceNorm),
+        ("group", GroupNorm),
+        ("renorm", BatchRenorm),
+    ],
+)
 def test_make_norm_builds_every_kind(kind, cls):
     assert kind in NORM_KINDS
     assert type(make_norm(kind, 8)) is cls

@@ -53,8 +53,9 @@ def test_every_norm_trains_and_the_table_has_one_row_per_norm(model, norms):
     rows = r.table()
     assert [row["norm"] for row in rows] == [NORM_LABELS[n] for n in norms]
     assert all("diverged at step" not in row for row in rows)  # the column appears only when needed
-    assert all(0 <= row["test accuracy"] <= 1 and np.isfinite(row[f"loss (last {norm_zoo.SMOOTH} steps)"])
-               for row in rows)
+    assert all(
+        0 <= row["test accuracy"] <= 1 and np.isfinite(row[f"loss (last {norm_zoo.SMOOTH} steps)"]) for row in rows
+    )
     assert r.loss.shape == (steps, len(norms)) and np.isfinite(r.loss).all()
     assert r.probe_steps[0] == 0 and r.probe_steps[-1] == steps
     assert r.test_acc.shape == (len(r.probe_steps), len(norms), 1)
@@ -133,12 +134,15 @@ def test_preset_batch_of_two_breaks_batchnorm_but_not_layer_or_group_norm():
     assert acc["layer"] > 0.75 and acc["group"] > 0.75, acc
 
 
-@pytest.mark.parametrize("module, spec", [
-    (norm_zoo, ZooSpec(steps=20)),
-    (norm_zoo, ZooSpec(model="mlp", steps=20, batch_size=4)),
-    (norm_cost, CostSpec(cost_batch_sizes=(8,))),
-    (norm_cost, CostSpec(model="mlp")),
-])
+@pytest.mark.parametrize(
+    "module, spec",
+    [
+        (norm_zoo, ZooSpec(steps=20)),
+        (norm_zoo, ZooSpec(model="mlp", steps=20, batch_size=4)),
+        (norm_cost, CostSpec(cost_batch_sizes=(8,))),
+        (norm_cost, CostSpec(model="mlp")),
+    ],
+)
 def test_snippets_run(module, spec, capsys):
     exec(compile(module.pytorch_snippet(spec), "snippet", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()

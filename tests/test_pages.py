@@ -6,10 +6,21 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["pages/home.py", "pages/activations.py", "pages/init_sweep.py", "pages/running_stats.py",
-         "pages/train_vs_inference.py", "pages/alternatives.py", "pages/by_hand.py"]
-MIN_CHARTS = {"pages/activations.py": 3, "pages/init_sweep.py": 1, "pages/train_vs_inference.py": 7,
-              "pages/running_stats.py": 4}
+PAGES = [
+    "pages/home.py",
+    "pages/activations.py",
+    "pages/init_sweep.py",
+    "pages/running_stats.py",
+    "pages/train_vs_inference.py",
+    "pages/alternatives.py",
+    "pages/by_hand.py",
+]
+MIN_CHARTS = {
+    "pages/activations.py": 3,
+    "pages/init_sweep.py": 1,
+    "pages/train_vs_inference.py": 7,
+    "pages/running_stats.py": 4,
+}
 
 
 @pytest.mark.parametrize("page", PAGES)

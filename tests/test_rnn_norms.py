@@ -68,6 +68,7 @@ def test_layer_norm_rnn_has_one_norm_for_any_length():
 
 def test_snippet_runs(capsys):
     from normviz.experiments.rnn_norms import pytorch_snippet
+
     exec(compile(pytorch_snippet(RNNSpec(steps=20)), "snippet", "exec"), {})
     out = capsys.readouterr().out
     assert "8 steps: test accuracy" in out and "16 steps: test accuracy" in out and "running var of step 0" in out

@@ -46,8 +46,9 @@ def test_from_query_never_raises_and_names_the_key(spec_name):
 def test_from_query_round_trips_the_url_the_app_writes(spec_name):
     spec_cls = SPECS[spec_name]
     spec = spec_cls()
-    again, warnings = spec_cls.from_query(parse_qs("&".join(f"{k}={v}" for k, v in spec.to_query().items()),
-                                                   keep_blank_values=True))
+    again, warnings = spec_cls.from_query(
+        parse_qs("&".join(f"{k}={v}" for k, v in spec.to_query().items()), keep_blank_values=True)
+    )
     assert (again, warnings) == (spec, [])
 
 
@@ -91,6 +92,7 @@ def test_cli_unknown_command_and_no_command(capsys):
 def _strict_json(text: str):
     def reject(token):
         raise ValueError(f"non-JSON number {token} in the CLI output")
+
     return json.loads(text, parse_constant=reject)
 
 
@@ -172,10 +174,24 @@ def test_source_scan_finds_no_dangerous_sinks():
 
 def test_source_scan_catches_what_it_looks_for(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("\n".join([
-        "import pickle", "import torch, streamlit as st", "eval('1')", "exec('x=1')", "torch.load('m.pt')",
-        "torch.load('m.pt', weights_only=False)", "st.markdown('<b>', unsafe_allow_html=True)", "import numpy as np",
-        "np.load('a.npz', allow_pickle=True)", "model.eval()", "torch.load('m', weights_only=True)", ""]))
+    bad.write_text(
+        "\n".join(
+            [
+                "import pickle",
+                "import torch, streamlit as st",
+                "eval('1')",
+                "exec('x=1')",
+                "torch.load('m.pt')",
+                "torch.load('m.pt', weights_only=False)",
+                "st.markdown('<b>', unsafe_allow_html=True)",
+                "import numpy as np",
+                "np.load('a.npz', allow_pickle=True)",
+                "model.eval()",
+                "torch.load('m', weights_only=True)",
+                "",
+            ]
+        )
+    )
     found = _findings(bad, tmp_path)
     lines = sorted(int(f.split()[0].split(":")[1]) for f in found)
     assert lines == [1, 3, 4, 5, 6, 7, 9], found  # model.eval() and weights_only=True pass
@@ -235,7 +251,7 @@ def test_an_abandoned_run_stops_training():
 
 
 # --- the page layer: URL values that fit the defaults but not the preset named in the same URL ------
-_PRESET_PAGE = '''
+_PRESET_PAGE = """
 from dataclasses import dataclass
 from normviz import ui
 from normviz.config import Preset, Spec, SpecError, param
@@ -251,7 +267,7 @@ class PairSpec(Spec):
             raise SpecError(f"lo: must not exceed hi ({self.hi}), got {self.lo}")
 
 spec = ui.spec_controls(PairSpec, "pair", presets={"narrow": Preset({"lo": 0, "hi": 1}, "a narrow pair")})
-'''
+"""
 
 
 def _preset_conflicts() -> list[tuple[str, str, str, str]]:
@@ -288,9 +304,11 @@ def test_url_value_conflicting_with_the_url_preset_falls_back_with_a_warning():
     assert not at.exception, [e.value for e in at.exception]
     assert names_key([w.value for w in at.warning], "lo"), [w.value for w in at.warning]
     for module, preset, key, value in _preset_conflicts():  # the same through the real presets
-        at = AppTest.from_string(f"from normviz import ui\nimport {module} as m\n"
-                                 f"ui.spec_controls(m.{_spec_of(module, preset)}, 'p', presets=m.PRESETS)",
-                                 default_timeout=60)
+        at = AppTest.from_string(
+            f"from normviz import ui\nimport {module} as m\n"
+            f"ui.spec_controls(m.{_spec_of(module, preset)}, 'p', presets=m.PRESETS)",
+            default_timeout=60,
+        )
         at.query_params["preset"], at.query_params[key] = preset, value
         at.run()
         assert not at.exception, (module, preset, key, [e.value for e in at.exception])
@@ -315,7 +333,10 @@ def test_a_data_path_from_the_url_fails_with_a_message(path):
     never another exception (a traceback)."""
     from normviz.data import DataError, load_checked
 
-    spec_cls = next(c for c in spec_classes() if "data_path" in c.field_info() and "mnist-file" in
-                    (c.field_info()["dataset"]["choices"] or ()))
+    spec_cls = next(
+        c
+        for c in spec_classes()
+        if "data_path" in c.field_info() and "mnist-file" in (c.field_info()["dataset"]["choices"] or ())
+    )
     with pytest.raises((DataError, ValueError)):
         load_checked(spec_cls(dataset="mnist-file", data_path=path))

@@ -40,10 +40,11 @@ def errors(res, population="precise"):
 
 def tail(err, share=0.25):
     """Mean over the last `share` of the pop steps: less noisy than the very last one."""
-    return err[-max(1, int(len(err) * share)):].mean(0)
+    return err[-max(1, int(len(err) * share)) :].mean(0)
 
 
 # --- tracking equals torch ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("norm_place", ["before", "after"])
 def test_tracked_running_stats_equal_torch_batchnorm1d_on_the_same_batches(norm_place):
@@ -92,13 +93,16 @@ def test_recorded_trajectories_replay_through_torch_batchnorm1d():
             for ref in refs:
                 ref(mean + biased.sqrt() * z)
             for row, ref in enumerate(refs):
-                assert_close(torch.from_numpy(res.running_mean[t, layer, row]).double(), ref.running_mean,
-                             atol=2e-5, rtol=1e-4)
-                assert_close(torch.from_numpy(res.running_var[t, layer, row]).double(), ref.running_var,
-                             atol=2e-5, rtol=1e-4)
+                assert_close(
+                    torch.from_numpy(res.running_mean[t, layer, row]).double(), ref.running_mean, atol=2e-5, rtol=1e-4
+                )
+                assert_close(
+                    torch.from_numpy(res.running_var[t, layer, row]).double(), ref.running_var, atol=2e-5, rtol=1e-4
+                )
 
 
 # --- conventions and validation -------------------------------------------------------------------
+
 
 def test_keras_convention_translates_with_one_minus_m():
     spec = MomentumSpec(convention="keras", momenta=(0.99, 0.9, 0.0))
@@ -111,8 +115,16 @@ def test_keras_convention_translates_with_one_minus_m():
     assert rs.translated_text("not a number") == "not a number"
 
 
-@pytest.mark.parametrize("changes", [dict(momenta=(0.0, 0.1)), dict(convention="keras", momenta=(0.9, 1.0)),
-                                     dict(momenta=(1.5,)), dict(momenta=(0.1, 0.1)), dict(convention="tf")])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(momenta=(0.0, 0.1)),
+        dict(convention="keras", momenta=(0.9, 1.0)),
+        dict(momenta=(1.5,)),
+        dict(momenta=(0.1, 0.1)),
+        dict(convention="tf"),
+    ],
+)
 def test_out_of_range_momenta_are_refused_naming_the_field(changes):
     with pytest.raises(SpecError, match="momenta|convention"):
         MomentumSpec(**changes)
@@ -132,6 +144,7 @@ def test_keras_run_equals_the_pytorch_run_of_the_translated_momenta():
 
 
 # --- the physics ----------------------------------------------------------------------------------
+
 
 def test_frozen_network_estimates_approach_the_population_and_smaller_momentum_wins():
     res = preset("frozen network: only noise")
@@ -156,13 +169,12 @@ def test_training_network_shows_the_lag_of_a_tiny_momentum():
 
 
 def test_bias_correction_removes_the_start_up_bias():
-    base = dict(lr=0.0, momenta=(0.01,), cma=False, running_init="zeros", steps=30, pop_every=5, depth=2,
-                width=16)
+    base = dict(lr=0.0, momenta=(0.01,), cma=False, running_init="zeros", steps=30, pop_every=5, depth=2, width=16)
     plain, corrected = result(MomentumSpec(**base)), result(MomentumSpec(**base, bias_correction=True))
     for e_plain, e_corr in zip(errors(plain), errors(corrected)):
         assert (e_corr[2:, 0] < 0.2 * e_plain[2:, 0]).all()  # from step 10 on
     # zeros init: the plain EMA's var is (1 - 0.99^t) of the truth
-    assert errors(plain)[1][-1, 0] == pytest.approx(0.99 ** 30, abs=0.05)
+    assert errors(plain)[1][-1, 0] == pytest.approx(0.99**30, abs=0.05)
 
 
 def test_running_var_starting_at_1_breaks_eval_mode_until_it_fades():
@@ -203,6 +215,7 @@ def test_divergence_stops_the_run_and_is_reported_not_drawn_as_nan():
 
 # --- the population definitions -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("norm_place", ["before", "after"])
 def test_population_definitions(norm_place):
     spec = MomentumSpec(norm_place=norm_place, **SMALL)
@@ -241,10 +254,28 @@ def test_errors_are_the_defined_channel_averages():
 
 # --- CLI, figures, snippet -------------------------------------------------------------------------
 
+
 def test_cli_writes_the_documented_json(tmp_path):
     path = tmp_path / "m.json"
-    code = main(["momentum", "--momenta", "0.01,0.1,0.5", "--steps", "30", "--depth", "2", "--width", "12",
-                 "--pop-every", "10", "--lr", "0", "--json", str(path)])
+    code = main(
+        [
+            "momentum",
+            "--momenta",
+            "0.01,0.1,0.5",
+            "--steps",
+            "30",
+            "--depth",
+            "2",
+            "--width",
+            "12",
+            "--pop-every",
+            "10",
+            "--lr",
+            "0",
+            "--json",
+            str(path),
+        ]
+    )
     assert code == 0
     out = json.loads(path.read_text())
     assert out["convention"] == "pytorch" and out["momenta"] == [0.01, 0.1, 0.5] and out["cma"] is True
@@ -256,15 +287,44 @@ def test_cli_writes_the_documented_json(tmp_path):
 
 def test_cli_keys_keep_the_keras_values_as_given(tmp_path):
     path = tmp_path / "k.json"
-    assert main(["momentum", "--convention", "keras", "--momenta", "0.99,0.9", "--no-cma", "--steps", "10",
-                 "--depth", "1", "--width", "8", "--json", str(path)]) == 0
+    assert (
+        main(
+            [
+                "momentum",
+                "--convention",
+                "keras",
+                "--momenta",
+                "0.99,0.9",
+                "--no-cma",
+                "--steps",
+                "10",
+                "--depth",
+                "1",
+                "--width",
+                "8",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
     out = json.loads(path.read_text())
     assert set(out["error"]) == {"0.99", "0.9"} and out["pytorch_momenta"] == [0.01, 0.1]
 
 
-@pytest.mark.parametrize("flags", [["--convention", "tf"], ["--momenta", "1.5"], ["--momenta", "0"],
-                                   ["--convention", "keras", "--momenta", "1"], ["--var-estimator", "x"],
-                                   ["--lr", "-1"], ["--steps", "many"], ["--bogus"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--convention", "tf"],
+        ["--momenta", "1.5"],
+        ["--momenta", "0"],
+        ["--convention", "keras", "--momenta", "1"],
+        ["--var-estimator", "x"],
+        ["--lr", "-1"],
+        ["--steps", "many"],
+        ["--bogus"],
+    ],
+)
 def test_cli_bad_flags_exit_2(flags, tmp_path):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

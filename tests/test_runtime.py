@@ -80,6 +80,7 @@ def test_the_sweep_gives_the_same_numbers_on_one_and_two_threads():
             torch.set_flush_denormal(True)
             result = final(init_sweep.run(spec, SpareCore(threads=threads, count=lambda: 1)))
             return np.concatenate([result.bn_acc, result.plain_acc])
+
         return in_thread(body)
 
     np.testing.assert_array_equal(sweep(1), sweep(2))

@@ -41,8 +41,11 @@ for path in sys.argv[2:]:
 def _spec_classes(module) -> list[type]:
     """The module's command spec first, then the other Spec classes it defines (a page may use a wider one)."""
     command = getattr(getattr(module, "COMMAND", None), "spec_cls", None)
-    own = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Spec)
-           and v.__module__ == module.__name__ and v is not command]
+    own = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, Spec) and v.__module__ == module.__name__ and v is not command
+    ]
     return ([command] if command else []) + own
 
 
@@ -86,9 +89,14 @@ def test_snippets_run(name, tmp_path):
         paths[label] = tmp_path / f"snippet_{i}.py"
         paths[label].write_text(code)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")  # the snippet must not need normviz
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(WALL_SECONDS), *map(str, paths.values())],
-                          capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=WALL_SECONDS * len(paths) + 60)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(WALL_SECONDS), *map(str, paths.values())],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=WALL_SECONDS * len(paths) + 60,
+    )
     reports = {Path(r["path"]): r for r in map(json.loads, proc.stdout.splitlines())}
     failures = []
     for label, path in paths.items():

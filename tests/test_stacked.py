@@ -122,8 +122,10 @@ def test_all_or_none_with_bn(n_bn):
     assert_same_state(stack, refs)
 
 
-@pytest.mark.parametrize(("activation", "norm_place", "n_bn"),
-                         [("tanh", "after", 2), ("relu", "before", 2), ("relu", "before", 3), ("sigmoid", "before", 1)])
+@pytest.mark.parametrize(
+    ("activation", "norm_place", "n_bn"),
+    [("tanh", "after", 2), ("relu", "before", 2), ("relu", "before", 3), ("sigmoid", "before", 1)],
+)
 def test_gradients_match_torch_batchnorm_backward(activation, norm_place, n_bn):
     stack, refs = make_pair(activation=activation, norm_place=norm_place, n_bn=n_bn)
     x, proj = torch.randn(24, 8), torch.randn(24, 4)  # loss: a fixed random projection of the outputs
@@ -188,6 +190,7 @@ def test_all_models_diverged():
 
 # ---- probes ----
 
+
 def test_histogram_equals_numpy_with_outliers_in_the_end_bins():
     gen = torch.Generator().manual_seed(0)
     values = torch.randn(3, 5000, generator=gen) * torch.tensor([[1.0], [3.0], [0.2]])
@@ -230,8 +233,7 @@ def test_fixed_edges():
 
 def _one_layer(activation: str, unit_bias: float, n_special: int):
     """A 1-hidden-layer stack (no BN) whose first `n_special` units get a large bias."""
-    stack = StackedMLP(StackShape(4, 2, 1, 10, activation), [0.5], n_bn=0,
-                       generator=torch.Generator().manual_seed(0))
+    stack = StackedMLP(StackShape(4, 2, 1, 10, activation), [0.5], n_bn=0, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         stack.biases[0][0, 0, :n_special] = unit_bias
     return stack
@@ -277,6 +279,7 @@ def test_probe_histograms_sum_to_one_and_grad_hist_after_a_step():
 
 # ---- run store ----
 
+
 def _counting_run(values, calls, gate=None):
     def start():
         calls.append(1)
@@ -285,6 +288,7 @@ def _counting_run(values, calls, gate=None):
                 gate.wait(5)
                 gate.clear()
             yield v
+
     return start
 
 
@@ -340,8 +344,15 @@ def test_throttle_gives_the_run_twice_the_time_the_consumer_took(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runs.time, "monotonic", lambda: clock[0])
     throttle = Throttle(0.5)
-    for now, due in [(0.4, False), (0.5, True),  # the first partial result after 0.5 s of training
-                     (1.5, False), (3.4, False), (3.5, True),  # the consumer drew for 1 s: train 2 s
-                     (3.6, False), (4.0, False), (4.2, True)]:  # a quick redraw: back to 0.5 s
+    for now, due in [
+        (0.4, False),
+        (0.5, True),  # the first partial result after 0.5 s of training
+        (1.5, False),
+        (3.4, False),
+        (3.5, True),  # the consumer drew for 1 s: train 2 s
+        (3.6, False),
+        (4.0, False),
+        (4.2, True),
+    ]:  # a quick redraw: back to 0.5 s
         clock[0] = now
         assert throttle.due() == due, now

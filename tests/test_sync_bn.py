@@ -119,6 +119,7 @@ def test_run_refuses_b1_per_worker_for_the_mlp_and_trains_syncbn():
 
 def test_snippet_runs_and_shows_syncbn_is_full_batch_bn(capsys):
     from normviz.experiments.sync_bn import pytorch_snippet
+
     exec(compile(pytorch_snippet(SyncBNSpec()), "snippet", "exec"), {})
     out = capsys.readouterr().out
     assert "SyncBN == BN on the full batch: True" in out and "per-worker BN == BN on the full batch: False" in out

@@ -19,7 +19,7 @@ def test_jobs_cover_every_page_default_and_every_tour_preset_once():
         for part in lesson.page.parts(lesson.spec):
             assert part.spec.key() in keys, lesson.name
     defaults = {p.spec.key() for page in report.pages() for p in page.parts(page.spec_cls())}
-    assert set(keys[:len(defaults)]) == defaults  # the defaults come first
+    assert set(keys[: len(defaults)]) == defaults  # the defaults come first
 
 
 def test_warm_fills_the_store_so_a_page_gets_the_result_at_once():

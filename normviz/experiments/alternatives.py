@@ -119,18 +119,34 @@ class AxesResult:
         """One row per mean/var: which values, how many, mean and variance, and x_hat's mean and std there."""
         mean, var, count = set_stats(self.x, self.sets[kind])
         hat_mean, hat_var, _ = set_stats(self.x_hat[kind], self.sets[kind])
-        return [{"set": k, "values": describe_set(kind, k, self.shape, self.groups), "count": int(count[k]),
-                 "mean": round(float(mean[k]), 4), "variance": round(float(var[k]), 4),
-                 "mean after": round(float(hat_mean[k]), 4) + 0.0, "std after": round(float(np.sqrt(hat_var[k])), 4)}
-                for k in range(len(mean))]
+        return [
+            {
+                "set": k,
+                "values": describe_set(kind, k, self.shape, self.groups),
+                "count": int(count[k]),
+                "mean": round(float(mean[k]), 4),
+                "variance": round(float(var[k]), 4),
+                "mean after": round(float(hat_mean[k]), 4) + 0.0,
+                "std after": round(float(np.sqrt(hat_var[k])), 4),
+            }
+            for k in range(len(mean))
+        ]
 
     def summary(self) -> dict:
-        out = {"spec": self.spec.to_dict(), "shape": list(self.shape), "groups_used": self.groups,
-               "x": self.x.round(6).tolist()}
+        out = {
+            "spec": self.spec.to_dict(),
+            "shape": list(self.shape),
+            "groups_used": self.groups,
+            "x": self.x.round(6).tolist(),
+        }
         for kind in AXES_KINDS:
             mean, var, count = set_stats(self.x, self.sets[kind])
-            out[kind] = {"n_sets": len(mean), "values_per_set": int(count[0]), "mean": mean.tolist(),
-                         "var": var.tolist()}
+            out[kind] = {
+                "n_sets": len(mean),
+                "values_per_set": int(count[0]),
+                "mean": mean.tolist(),
+                "var": var.tolist(),
+            }
         return out
 
 
@@ -152,10 +168,20 @@ VIEW_TITLES = {
     "sync-bn": "SyncBN: per-device batches",
     "rnn": "Norms in a recurrent net",
 }
-VIEW_SPECS = {"axes": AxesSpec, "every-norm": norm_zoo.ZooSpec, "cost": norm_cost.CostSpec,
-              "sync-bn": sync_bn.SyncBNSpec, "rnn": rnn_norms.RNNSpec}
-VIEW_RUNS = {"axes": run, "every-norm": norm_zoo.run, "cost": norm_cost.run, "sync-bn": sync_bn.run,
-             "rnn": rnn_norms.run}
+VIEW_SPECS = {
+    "axes": AxesSpec,
+    "every-norm": norm_zoo.ZooSpec,
+    "cost": norm_cost.CostSpec,
+    "sync-bn": sync_bn.SyncBNSpec,
+    "rnn": rnn_norms.RNNSpec,
+}
+VIEW_RUNS = {
+    "axes": run,
+    "every-norm": norm_zoo.run,
+    "cost": norm_cost.run,
+    "sync-bn": sync_bn.run,
+    "rnn": rnn_norms.run,
+}
 PAGE_FIELDS = {  # the sidebar, in order; each view reads only its own
     "axes": ["groups"],
     "every-norm": ["model", "batch_size", "steps", "lr", "groups", "seeds"],
@@ -169,8 +195,9 @@ PAGE_FIELDS = {  # the sidebar, in order; each view reads only its own
 class AlternativesSpec(AxesSpec, norm_zoo.ZooSpec, norm_cost.CostSpec, sync_bn.SyncBNSpec, rnn_norms.RNNSpec):
     """Every setting of the Alternatives page; `view` picks the experiment, `sub()` gives its own spec."""
 
-    view: str = param("axes", "what to show: " + "; ".join(f"{v}: {t}" for v, t in VIEW_TITLES.items()),
-                      choices=VIEWS, label="View")
+    view: str = param(
+        "axes", "what to show: " + "; ".join(f"{v}: {t}" for v, t in VIEW_TITLES.items()), choices=VIEWS, label="View"
+    )
 
     def sub(self):
         """The spec of the current view, with only its fields (so its cached run ignores the others)."""
@@ -204,10 +231,12 @@ PRESETS = {
     "GroupNorm with G=1 is LayerNorm": Preset(
         {"view": "axes", "groups": 1},
         "One group holds every channel of a sample: GroupNorm's shaded block is LayerNorm's, and the statistics "
-        "below are the same numbers."),
+        "below are the same numbers.",
+    ),
     "GroupNorm with G=C is InstanceNorm": Preset(
         {"view": "axes", "groups": 8},
-        "One channel per group: each sample-and-channel gets its own mean and variance, exactly InstanceNorm."),
+        "One channel per group: each sample-and-channel gets its own mean and variance, exactly InstanceNorm.",
+    ),
 } | _view_presets()
 
 
@@ -215,8 +244,12 @@ def pytorch_snippet(spec: Spec) -> str:
     """The snippet of the view `spec` belongs to (an AlternativesSpec: its current view)."""
     if isinstance(spec, AlternativesSpec):
         spec = spec.sub()
-    other = {norm_zoo.ZooSpec: norm_zoo, norm_cost.CostSpec: norm_cost, sync_bn.SyncBNSpec: sync_bn,
-             rnn_norms.RNNSpec: rnn_norms}.get(type(spec))
+    other = {
+        norm_zoo.ZooSpec: norm_zoo,
+        norm_cost.CostSpec: norm_cost,
+        sync_bn.SyncBNSpec: sync_bn,
+        rnn_norms.RNNSpec: rnn_norms,
+    }.get(type(spec))
     if other is not None:
         return other.pytorch_snippet(spec)
     g = effective_groups(spec.channels, spec.groups)
@@ -248,84 +281,100 @@ def set_label(kind: str, groups: int) -> str:
     return f"{NORM_LABELS[kind]} (G = {groups})" if kind == "group" else NORM_LABELS[kind]
 
 
-COMMAND = Command("norm-axes", "which values of a small real (N, C, H*W) tensor share one mean/var under BN, LN, IN "
-                  "and GN, with the per-set statistics", AxesSpec, run, AxesResult.summary)
+COMMAND = Command(
+    "norm-axes",
+    "which values of a small real (N, C, H*W) tensor share one mean/var under BN, LN, IN "
+    "and GN, with the per-set statistics",
+    AxesSpec,
+    run,
+    AxesResult.summary,
+)
 
 
 # --- what the page says around each view (kept here so that the page stays a table of contents) -----------
 
 CAPTIONS = {
     "axes": "Each cube is one activation tensor of N samples x C channels x H·W positions. The shaded block is "
-            "the set of values that one mean and one variance are computed over; grey lines border the other "
-            "sets. Drag a cube to turn it.",
+    "the set of values that one mean and one variance are computed over; grey lines border the other "
+    "sets. Drag a cube to turn it.",
     "tensor": "The same kind of tensor with real numbers: rows are samples, columns are channels (each with its "
-              "H·W positions). Each coloured box is one set; hover a cell for its value and its set's mean and "
-              "variance. Below: after normalising, every box has mean 0 and variance 1.",
+    "H·W positions). Each coloured box is one set; hover a cell for its value and its set's mean and "
+    "variance. Below: after normalising, every box has mean 0 and variance 1.",
     "every-norm": "Every norm starts from the same initial weights (per seed) and sees the same batches; Adam. "
-                  "Test accuracy (450 held-out digits) in eval mode: BatchNorm and Batch Renorm use their running "
-                  "statistics (PyTorch momentum 0.1), the others need none.",
+    "Test accuracy (450 held-out digits) in eval mode: BatchNorm and Batch Renorm use their running "
+    "statistics (PyTorch momentum 0.1), the others need none.",
     "cost": "Grey: the same training step (forward, backward, Adam) with the norm layers removed (ablation). "
-            "Coloured: the extra time the norm layers take; the label is their share of the step. Solid: our "
-            "written-out layers; hatched: torch's built-in modules. Fastest of 12 interleaved rounds, CPU time "
-            "of one thread.",
+    "Coloured: the extra time the norm layers take; the label is their share of the step. Solid: our "
+    "written-out layers; hatched: torch's built-in modules. Fastest of 12 interleaved rounds, CPU time "
+    "of one thread.",
     "sync-bn": "Every point trains the same model on global batches of W·b samples. Per-worker BN normalises each "
-               "worker's b samples alone (its running statistics are worker 0's, as DDP broadcasts them); SyncBN "
-               "sums Σx and Σx² over the workers first. Middle and right: the first BN layer's input, batches "
-               "drawn at random from the training set; in the CNN the H·W positions of one image are correlated, "
-               "so the error is larger than the dotted 1/√(values) line.",
+    "worker's b samples alone (its running statistics are worker 0's, as DDP broadcasts them); SyncBN "
+    "sums Σx and Σx² over the workers first. Middle and right: the first BN layer's input, batches "
+    "drawn at random from the training set; in the CNN the H·W positions of one image are correlated, "
+    "so the error is larger than the dotted 1/√(values) line.",
     "rnn": "RowRNN reads one image row per time step (8 steps), h_t = tanh(norm(W_x x_t + W_h h_{t-1})), and "
-           "classifies the last state. Same initial weights and batches for the three.",
+    "classifies the last state. Same initial weights and batches for the three.",
     "rnn-stats": "BatchNorm's running mean and variance for each time step (PyTorch momentum 0.1), after training.",
     "rnn-long": "Longer test sequences: the image read 2 or 3 times. Right, in eval mode on the test set: at each "
-                "step t of a 24-step sequence, the std of BN's input (W_x x_t + W_h h_{t-1}) against the running "
-                "std it divides by there, its own step's up to t = 7 and step 7's after that.",
+    "step t of a 24-step sequence, the std of BN's input (W_x x_t + W_h h_{t-1}) against the running "
+    "std it divides by there, its own step's up to t = 7 and step 7's after that.",
 }
 
 NOTICE = {
     "axes": "- **BatchNorm**'s block runs across the batch: a sample's output depends on the other samples, "
-            "and a batch is needed to compute it, so eval mode switches to running averages.\n"
-            "- **LayerNorm, InstanceNorm and GroupNorm** stay inside one sample: they compute the same thing for "
-            "any batch size, in training and in eval mode.\n"
-            "- **GroupNorm** sits between them: G = 1 is LayerNorm, G = C is InstanceNorm (see the presets).",
+    "and a batch is needed to compute it, so eval mode switches to running averages.\n"
+    "- **LayerNorm, InstanceNorm and GroupNorm** stay inside one sample: they compute the same thing for "
+    "any batch size, in training and in eval mode.\n"
+    "- **GroupNorm** sits between them: G = 1 is LayerNorm, G = C is InstanceNorm (see the presets).",
     "every-norm": "- In the CNN at the default settings, **BatchNorm** and **GroupNorm + weight standardisation** "
-                  "learn fastest; plain GroupNorm and LayerNorm are not much better than no norm here. Weight "
-                  "standardisation is what brings GroupNorm up to BatchNorm.\n"
-                  "- **InstanceNorm** erases each image's per-channel mean and contrast: good for style transfer, "
-                  "poor for telling digits apart.\n"
-                  "- **Small batches** (preset *Batch of 2*): BatchNorm's statistics become noise and its running "
-                  "averages stop matching them; LayerNorm and GroupNorm do not depend on the batch size.\n"
-                  "- Differences of a few points can be luck: train several seeds per norm (preset *Three seeds*) "
-                  "before believing them.",
+    "learn fastest; plain GroupNorm and LayerNorm are not much better than no norm here. Weight "
+    "standardisation is what brings GroupNorm up to BatchNorm.\n"
+    "- **InstanceNorm** erases each image's per-channel mean and contrast: good for style transfer, "
+    "poor for telling digits apart.\n"
+    "- **Small batches** (preset *Batch of 2*): BatchNorm's statistics become noise and its running "
+    "averages stop matching them; LayerNorm and GroupNorm do not depend on the batch size.\n"
+    "- Differences of a few points can be luck: train several seeds per norm (preset *Three seeds*) "
+    "before believing them.",
     "sync-bn": "- Per-worker BN with b samples estimates the mean with an error of about 1/√b of a standard "
-               "deviation (MLP); SyncBN averages W·b values, √W times less noisy.\n"
-               "- With **b = 1** a per-worker BatchNorm1d refuses to train (one value per channel). A per-worker "
-               "BatchNorm2d runs, but normalises every image by its own statistics in training (InstanceNorm in "
-               "disguise) and by running averages in eval mode, which do not match: the CNN learns nothing useful.\n"
-               "- SyncBN is plain BN on the whole global batch: the test proves it to 1e-5. Its price is one "
-               "all-reduce of 2·C numbers per BN layer and step.",
+    "deviation (MLP); SyncBN averages W·b values, √W times less noisy.\n"
+    "- With **b = 1** a per-worker BatchNorm1d refuses to train (one value per channel). A per-worker "
+    "BatchNorm2d runs, but normalises every image by its own statistics in training (InstanceNorm in "
+    "disguise) and by running averages in eval mode, which do not match: the CNN learns nothing useful.\n"
+    "- SyncBN is plain BN on the whole global batch: the test proves it to 1e-5. Its price is one "
+    "all-reduce of 2·C numbers per BN layer and step.",
     "rnn": "- Per-step BN needs one mean and variance **per time step**: step 0 (no previous state) differs from "
-           "the later steps.\n"
-           "- At step 8 and later it has **no statistics**: RowRNN refuses the sequence, unless told to reuse "
-           "step 7's, which only works while later steps look like step 7.\n"
-           "- **LayerNorm** normalises each sample over its own hidden units at every step: one layer for all "
-           "steps, any length, any batch size.",
+    "the later steps.\n"
+    "- At step 8 and later it has **no statistics**: RowRNN refuses the sequence, unless told to reuse "
+    "step 7's, which only works while later steps look like step 7.\n"
+    "- **LayerNorm** normalises each sample over its own hidden units at every step: one layer for all "
+    "steps, any length, any batch size.",
 }
 
 FORMULAS = {
-    "axes": [r"\mu_S=\frac{1}{|S|}\sum_{i\in S}x_i,\qquad \sigma_S^2=\frac{1}{|S|}\sum_{i\in S}(x_i-\mu_S)^2",
-             r"\hat x_i=\frac{x_i-\mu_{S(i)}}{\sqrt{\sigma_{S(i)}^2+\epsilon}},\qquad y_i=\gamma_c\hat x_i+\beta_c",
-             r"S_{\text{BN}}=\{(\cdot,c,\cdot)\},\quad S_{\text{LN}}=\{(n,\cdot,\cdot)\},\quad "
-             r"S_{\text{IN}}=\{(n,c,\cdot)\},\quad S_{\text{GN}}=\{(n,c,\cdot): \lfloor c/(C/G)\rfloor=g\}"],
-    "every-norm": [r"\text{BN: } \mu_c=\operatorname{mean}_{n,h,w}x_{nchw}\qquad "
-                   r"\text{GN: } \mu_{ng}=\operatorname{mean}_{c\in g,h,w}x_{nchw}",
-                   r"\text{WS: } \hat W_{o}=\frac{W_{o}-\operatorname{mean}(W_{o})}{\operatorname{std}(W_{o})}"
-                   r"\qquad \text{BRN: } \hat x=\frac{x-\mu_B}{\sigma_B}\,r+d,\ "
-                   r"r=\operatorname{clip}\Big(\frac{\sigma_B}{\sigma}\Big),\ d=\operatorname{clip}\Big("
-                   r"\frac{\mu_B-\mu}{\sigma}\Big)"],
-    "cost": [r"\text{share in the norm layers}=1-\frac{t(\text{step without norm layers})}"
-             r"{t(\text{step with them})}"],
-    "sync-bn": [r"S_1=\sum_{w=1}^{W}\sum_{i\in w}x_i,\quad S_2=\sum_{w=1}^{W}\sum_{i\in w}x_i^2\quad"
-                r"\text{(one all-reduce)},\qquad \mu=\frac{S_1}{Wb},\quad \sigma^2=\frac{S_2}{Wb}-\mu^2"],
-    "rnn": [r"\text{BN: } h_t=\tanh\big(\mathrm{BN}_t(W_x x_t+W_h h_{t-1})\big)\ \text{(statistics per step } t)"
-            r"\qquad \text{LN: } h_t=\tanh\big(\mathrm{LN}(W_x x_t+W_h h_{t-1})\big)"],
+    "axes": [
+        r"\mu_S=\frac{1}{|S|}\sum_{i\in S}x_i,\qquad \sigma_S^2=\frac{1}{|S|}\sum_{i\in S}(x_i-\mu_S)^2",
+        r"\hat x_i=\frac{x_i-\mu_{S(i)}}{\sqrt{\sigma_{S(i)}^2+\epsilon}},\qquad y_i=\gamma_c\hat x_i+\beta_c",
+        r"S_{\text{BN}}=\{(\cdot,c,\cdot)\},\quad S_{\text{LN}}=\{(n,\cdot,\cdot)\},\quad "
+        r"S_{\text{IN}}=\{(n,c,\cdot)\},\quad S_{\text{GN}}=\{(n,c,\cdot): \lfloor c/(C/G)\rfloor=g\}",
+    ],
+    "every-norm": [
+        r"\text{BN: } \mu_c=\operatorname{mean}_{n,h,w}x_{nchw}\qquad "
+        r"\text{GN: } \mu_{ng}=\operatorname{mean}_{c\in g,h,w}x_{nchw}",
+        r"\text{WS: } \hat W_{o}=\frac{W_{o}-\operatorname{mean}(W_{o})}{\operatorname{std}(W_{o})}"
+        r"\qquad \text{BRN: } \hat x=\frac{x-\mu_B}{\sigma_B}\,r+d,\ "
+        r"r=\operatorname{clip}\Big(\frac{\sigma_B}{\sigma}\Big),\ d=\operatorname{clip}\Big("
+        r"\frac{\mu_B-\mu}{\sigma}\Big)",
+    ],
+    "cost": [
+        r"\text{share in the norm layers}=1-\frac{t(\text{step without norm layers})}"
+        r"{t(\text{step with them})}"
+    ],
+    "sync-bn": [
+        r"S_1=\sum_{w=1}^{W}\sum_{i\in w}x_i,\quad S_2=\sum_{w=1}^{W}\sum_{i\in w}x_i^2\quad"
+        r"\text{(one all-reduce)},\qquad \mu=\frac{S_1}{Wb},\quad \sigma^2=\frac{S_2}{Wb}-\mu^2"
+    ],
+    "rnn": [
+        r"\text{BN: } h_t=\tanh\big(\mathrm{BN}_t(W_x x_t+W_h h_{t-1})\big)\ \text{(statistics per step } t)"
+        r"\qquad \text{LN: } h_t=\tanh\big(\mathrm{LN}(W_x x_t+W_h h_{t-1})\big)"
+    ],
 }

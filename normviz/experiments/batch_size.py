@@ -43,31 +43,57 @@ class NetSpec(ModelSpec, DataSpec):
     depth: int = param(3, "hidden layers of the MLPs", lo=1, hi=8)
     width: int = param(64, "units per hidden layer", lo=4, hi=256)
     init: str = param("he", "weight init: a plain std, Xavier or He", choices=("std", "xavier", "he"))
-    lr: float = param(0.1, f"SGD learning rate at batch {REF_BATCH}; a batch of B uses lr*B/{REF_BATCH} "
-                      "(the linear scaling rule)", lo=1e-4, hi=10.0, log=True)
-    momentum: float = param(0.1, "BN running-statistics momentum (PyTorch convention: weight of the new batch)",
-                            lo=1e-3, hi=1.0, log=True, label="BN momentum (PyTorch convention)")
+    lr: float = param(
+        0.1,
+        f"SGD learning rate at batch {REF_BATCH}; a batch of B uses lr*B/{REF_BATCH} (the linear scaling rule)",
+        lo=1e-4,
+        hi=10.0,
+        log=True,
+    )
+    momentum: float = param(
+        0.1,
+        "BN running-statistics momentum (PyTorch convention: weight of the new batch)",
+        lo=1e-3,
+        hi=1.0,
+        log=True,
+        label="BN momentum (PyTorch convention)",
+    )
 
 
 @dataclass(frozen=True)
 class BatchSizeSpec(NetSpec):
     """The batch-size sweep and the online stream."""
 
-    sizes: tuple[int, ...] = param((2, 4, 8, 16, 32, 64, 128), "training batch sizes of the sweep", lo=2, hi=1024,
-                                   label="Sweep batch sizes")
-    epochs: int = param(1, "passes over the training set at every batch size of the sweep (same samples seen)",
-                        lo=1, hi=50, label="Epochs (sweep)")
-    norms: tuple[str, ...] = param(("batch", "group", "layer", "renorm"), "normalizations compared in the sweep "
-                                   "and the stream", choices=NORM_CHOICES, label="Norms compared")
+    sizes: tuple[int, ...] = param(
+        (2, 4, 8, 16, 32, 64, 128), "training batch sizes of the sweep", lo=2, hi=1024, label="Sweep batch sizes"
+    )
+    epochs: int = param(
+        1,
+        "passes over the training set at every batch size of the sweep (same samples seen)",
+        lo=1,
+        hi=50,
+        label="Epochs (sweep)",
+    )
+    norms: tuple[str, ...] = param(
+        ("batch", "group", "layer", "renorm"),
+        "normalizations compared in the sweep and the stream",
+        choices=NORM_CHOICES,
+        label="Norms compared",
+    )
     groups: int = param(4, "GroupNorm groups (the largest count up to this that divides the width)", lo=1, hi=64)
     rmax: float = param(3.0, "Batch Renorm: r = sigma_B / sigma_running is clipped to [1/rmax, rmax]", lo=1.0, hi=100.0)
-    dmax: float = param(5.0, "Batch Renorm: d = (mu_B - mu_running) / sigma_running is clipped to [-dmax, dmax]",
-                        lo=0.0, hi=100.0)
-    lr_scaling: str = param("linear", f"linear: lr*B/{REF_BATCH} at batch B (samples weigh the same at every size); "
-                            "none: lr at every batch size", choices=("linear", "none"))
+    dmax: float = param(
+        5.0, "Batch Renorm: d = (mu_B - mu_running) / sigma_running is clipped to [-dmax, dmax]", lo=0.0, hi=100.0
+    )
+    lr_scaling: str = param(
+        "linear",
+        f"linear: lr*B/{REF_BATCH} at batch B (samples weigh the same at every size); none: lr at every batch size",
+        choices=("linear", "none"),
+    )
     stream_steps: int = param(300, "steps of the online stream", lo=10, hi=5000)
-    stream_max_batch: int = param(64, "the stream's batch size is drawn uniformly from 1 to this, every step",
-                                  lo=1, hi=512)
+    stream_max_batch: int = param(
+        64, "the stream's batch size is drawn uniformly from 1 to this, every step", lo=1, hi=512
+    )
 
 
 def stack_order(norms) -> list[str]:
@@ -91,10 +117,24 @@ class NormStack(nn.Module):
     with the same weights (tested), where `renorm` is `BatchRenorm(momentum, rmax, dmax)`.
     """
 
-    def __init__(self, n_in: int, n_out: int, norms, depth: int, width: int, activation: str = "relu",
-                 norm_place: str = "before", init: str = "he", init_std_: float = 0.01, groups: int = 4,
-                 momentum: float = 0.1, rmax: float = 3.0, dmax: float = 5.0, eps: float = 1e-5,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        norms,
+        depth: int,
+        width: int,
+        activation: str = "relu",
+        norm_place: str = "before",
+        init: str = "he",
+        init_std_: float = 0.01,
+        groups: int = 4,
+        momentum: float = 0.1,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        eps: float = 1e-5,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.kinds = stack_order(norms)
         self.k, self.width, self.depth, self.norm_place = len(self.kinds), width, depth, norm_place
@@ -136,11 +176,13 @@ class NormStack(nn.Module):
             cols = slice(self.n_bn * c, None)
             with torch.no_grad():
                 var, mean = torch.var_mean(flat[:, cols], dim=0, unbiased=False)
-                r, d = renorm_correction(mean, torch.sqrt(var + self.eps), rm[cols],
-                                         torch.sqrt(rv[cols] + self.eps), self.rmax, self.dmax)
+                r, d = renorm_correction(
+                    mean, torch.sqrt(var + self.eps), rm[cols], torch.sqrt(rv[cols] + self.eps), self.rmax, self.dmax
+                )
         track = mode == "train"
-        y = F.batch_norm(flat, rm if track else None, rv if track else None, training=True,
-                         momentum=self.momentum, eps=self.eps)
+        y = F.batch_norm(
+            flat, rm if track else None, rv if track else None, training=True, momentum=self.momentum, eps=self.eps
+        )
         if r is not None:
             ones, zeros = flat.new_ones(self.n_bn * c), flat.new_zeros(self.n_bn * c)
             y = y * torch.cat([ones, r]) + torch.cat([zeros, d])
@@ -154,18 +196,19 @@ class NormStack(nn.Module):
             parts.append(part.detach() * 0 if skip_batch_stats else self._batch_stat_norm(part, layer, mode))
             start = n_stat
         if self.n_ln:
-            parts.append(F.layer_norm(h[start:start + self.n_ln], (c,), eps=self.eps))
+            parts.append(F.layer_norm(h[start : start + self.n_ln], (c,), eps=self.eps))
             start += self.n_ln
         if self.n_gn:
-            part = h[start:start + self.n_gn]  # (n, B, C)
+            part = h[start : start + self.n_gn]  # (n, B, C)
             parts.append(F.group_norm(part.reshape(-1, c), self.groups, eps=self.eps).reshape(part.shape))
             start += self.n_gn
         normed = torch.cat(parts) if len(parts) > 1 else parts[0]
         normed = normed * self.gammas[layer] + self.betas[layer]
         return torch.cat([normed, h[start:]]) if start < self.k else normed
 
-    def forward(self, x: torch.Tensor, mode: str = "train", record=None, eval_row: int = 0,
-                skip_batch_stats: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mode: str = "train", record=None, eval_row: int = 0, skip_batch_stats: bool = False
+    ) -> torch.Tensor:
         """x (B, n_in) -> logits (K, B, n_out). mode: 'train' (batch statistics; running stats updated), 'eval'
         (running stats) or 'probe' (batch statistics, running stats untouched). `skip_batch_stats` leaves the
         BN/Renorm models out of a step (their output is 0 and must not enter the loss): used for batches of one."""
@@ -184,8 +227,13 @@ class NormStack(nn.Module):
 
 
 @torch.no_grad()
-def batched_accuracy(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                     batch: int, generator: torch.Generator) -> torch.Tensor:
+def batched_accuracy(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Accuracy when the samples are fed in batches of exactly `batch`: a random partition, each sample scored
     once; the last batch is filled up with samples from the start. logits_fn: (B, D) -> (..., B, C)."""
     n = len(x)
@@ -194,7 +242,7 @@ def batched_accuracy(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch
     idx = perm.repeat(math.ceil(n_batches * batch / n))[: n_batches * batch]
     correct = 0.0
     for i in range(n_batches):
-        sel = idx[i * batch:(i + 1) * batch]
+        sel = idx[i * batch : (i + 1) * batch]
         hit = (logits_fn(x[sel]).argmax(-1) == y[sel]).float()  # (..., B)
         correct = correct + hit[..., : min(batch, n - i * batch)].sum(-1)
     return correct / n
@@ -226,8 +274,10 @@ class BatchSizeResult:
 
     def summary(self) -> dict:
         """The JSON the CLI writes."""
-        return {"sizes": self.sizes.tolist(),
-                "test_acc": {kind: self.test_acc[i].tolist() for i, kind in enumerate(self.norms)}}
+        return {
+            "sizes": self.sizes.tolist(),
+            "test_acc": {kind: self.test_acc[i].tolist() for i, kind in enumerate(self.norms)},
+        }
 
 
 def steps_for(spec: BatchSizeSpec, n_train: int, batch: int) -> int:
@@ -239,8 +289,22 @@ def lr_for(spec: BatchSizeSpec, batch: int) -> float:
 
 
 def make_stack(spec: BatchSizeSpec, n_in: int, n_out: int, generator: torch.Generator) -> NormStack:
-    return NormStack(n_in, n_out, spec.norms, spec.depth, spec.width, spec.activation, spec.norm_place, spec.init,
-                     spec.init_std, spec.groups, spec.momentum, spec.rmax, spec.dmax, generator=generator)
+    return NormStack(
+        n_in,
+        n_out,
+        spec.norms,
+        spec.depth,
+        spec.width,
+        spec.activation,
+        spec.norm_place,
+        spec.init,
+        spec.init_std,
+        spec.groups,
+        spec.momentum,
+        spec.rmax,
+        spec.dmax,
+        generator=generator,
+    )
 
 
 def run(spec: BatchSizeSpec) -> Iterator[BatchSizeResult]:
@@ -262,16 +326,26 @@ def run(spec: BatchSizeSpec) -> Iterator[BatchSizeResult]:
     total, done_steps, throttle = int(steps.sum()) + spec.stream_steps, 0, Throttle()
 
     def snapshot(done=False) -> BatchSizeResult:
-        return BatchSizeResult(spec, list(spec.norms), sizes, steps, np.array([lr_for(spec, b) for b in sizes]),
-                               test_acc.copy(), train_acc.copy(), [list(r) for r in diverged], *stream.arrays(),
-                               steps_done=done_steps, total_steps=total, done=done)
+        return BatchSizeResult(
+            spec,
+            list(spec.norms),
+            sizes,
+            steps,
+            np.array([lr_for(spec, b) for b in sizes]),
+            test_acc.copy(),
+            train_acc.copy(),
+            [list(r) for r in diverged],
+            *stream.arrays(),
+            steps_done=done_steps,
+            total_steps=total,
+            done=done,
+        )
 
     for i in reversed(range(n_sizes)):
         batch = int(sizes[i])
         gen = torch.Generator().manual_seed(spec.seed)
         model = make_stack(spec, data.n_features, data.n_classes, gen)
-        trainer = StackedTrainer(model, x, y, optimizer="sgd", lr=lr_for(spec, batch), batch_size=batch,
-                                 generator=gen)
+        trainer = StackedTrainer(model, x, y, optimizer="sgd", lr=lr_for(spec, batch), batch_size=batch, generator=gen)
         for _ in range(int(steps[i])):
             trainer.step()
             done_steps += 1
@@ -282,8 +356,13 @@ def run(spec: BatchSizeSpec) -> Iterator[BatchSizeResult]:
         done_steps += int(steps[i]) - trainer.step_count
         ok = np.array([d is None for d in trainer.diverged_at])
         test_acc[:, i] = np.where(ok, accuracy(model, data.x_test, data.y_test).numpy(), np.nan)[to_out]
-        probe = batched_accuracy(lambda xb: model(xb, "probe"), data.x_test, data.y_test, batch,  # noqa: B023
-                                 torch.Generator().manual_seed(spec.seed))
+        probe = batched_accuracy(
+            lambda xb: model(xb, "probe"),  # noqa: B023
+            data.x_test,
+            data.y_test,
+            batch,
+            torch.Generator().manual_seed(spec.seed),
+        )
         train_acc[:, i] = np.where(ok, probe.numpy(), np.nan)[to_out]
         for j, s in enumerate(to_out):
             diverged[j][i] = trainer.diverged_at[s]
@@ -322,8 +401,14 @@ class _Stream:
         k, out = self.model.k, self.to_out
         loss = np.array(self.loss, np.float32).reshape(-1, k)[:, out]
         acc = np.array(self.acc, np.float32).reshape(-1, k)[:, out]
-        return (self.batches[: len(self.loss)].numpy(), loss, np.array(self.eval_steps, np.int64), acc,
-                [self.skipped[i] for i in out], [self.diverged_at[i] for i in out])
+        return (
+            self.batches[: len(self.loss)].numpy(),
+            loss,
+            np.array(self.eval_steps, np.int64),
+            acc,
+            [self.skipped[i] for i in out],
+            [self.diverged_at[i] for i in out],
+        )
 
     def _evaluate(self, step: int):
         acc = accuracy(self.model, self.data.x_test, self.data.y_test).numpy()
@@ -339,7 +424,7 @@ class _Stream:
         for t, b in enumerate(self.batches.tolist(), start=1):
             if pos + b > n:
                 order, pos = torch.randperm(n, generator=self.gen), 0
-            idx, pos = order[pos:pos + b], pos + b
+            idx, pos = order[pos : pos + b], pos + b
             skip = b == 1 and bool(self.batch_stat.any())
             losses = stacked_cross_entropy(self.model(x[idx], "train", skip_batch_stats=skip), y[idx])  # (K,)
             alive = torch.tensor([d is None for d in self.diverged_at])
@@ -367,19 +452,27 @@ PRESETS = {
         {"norms": ("batch", "group")},
         "Same samples seen and a learning rate scaled with the batch size, so GroupNorm's accuracy hardly "
         "depends on the batch size. BN's falls as the batch shrinks: its batch statistics get noisy in "
-        "training and no longer match the running statistics it uses in eval mode."),
+        "training and no longer match the running statistics it uses in eval mode.",
+    ),
 }
 
 
 def pytorch_snippet(spec: BatchSizeSpec) -> str:
     """BN vs GroupNorm vs LayerNorm at the smallest and the largest swept batch size, in plain PyTorch."""
-    torch_norms = {"batch": "nn.BatchNorm1d(w)", "group": f"nn.GroupNorm({group_count(spec.groups, spec.width)}, w)",
-                   "layer": "nn.LayerNorm(w)", "none": "nn.Identity()"}
+    torch_norms = {
+        "batch": "nn.BatchNorm1d(w)",
+        "group": f"nn.GroupNorm({group_count(spec.groups, spec.width)}, w)",
+        "layer": "nn.LayerNorm(w)",
+        "none": "nn.Identity()",
+    }
     norms = [k for k in spec.norms if k in torch_norms] or ["batch"]
     sizes = sorted({min(spec.sizes), max(spec.sizes)})
-    note = "# Batch Renorm has no torch module (see normviz.layers.BatchRenorm); left out here\n" \
-        if "renorm" in spec.norms else ""
-    return f'''import torch
+    note = (
+        "# Batch Renorm has no torch module (see normviz.layers.BatchRenorm); left out here\n"
+        if "renorm" in spec.norms
+        else ""
+    )
+    return f"""import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
@@ -412,8 +505,13 @@ for B in {sizes}:
         with torch.no_grad():
             acc = (model(Xte).argmax(1) == yte).float().mean().item()
         print(f"batch {{B:4d}}  {{norm:6s}} test accuracy {{acc:.3f}}")
-'''
+"""
 
 
-COMMAND = Command("batch-size", "train BN, GroupNorm, LayerNorm and Batch Renorm at several batch sizes; "
-                  "final test accuracy per norm", BatchSizeSpec, run, BatchSizeResult.summary)
+COMMAND = Command(
+    "batch-size",
+    "train BN, GroupNorm, LayerNorm and Batch Renorm at several batch sizes; final test accuracy per norm",
+    BatchSizeSpec,
+    run,
+    BatchSizeResult.summary,
+)

@@ -24,8 +24,13 @@ MAX_B, MAX_C, MAX_TEXT = 64, 16, 1000
 EXAMPLE = "write it like [[1, 2, 3], [4, 5, 6]] (one row per sample)"
 TORCH_REFUSAL = "Expected more than 1 value per channel when training"
 # the per-feature settings: field -> (row label in the page's table, default value)
-VECTORS = {"gamma": ("γ (gamma)", 1.0), "beta": ("β (beta)", 0.0), "running_mean": ("running mean", 0.0),
-           "running_var": ("running var", 1.0), "x_new": ("new sample", None)}
+VECTORS = {
+    "gamma": ("γ (gamma)", 1.0),
+    "beta": ("β (beta)", 0.0),
+    "running_mean": ("running mean", 0.0),
+    "running_var": ("running var", 1.0),
+    "x_new": ("new sample", None),
+}
 TEXT_FIELDS = ("x", *VECTORS, "dy")
 
 
@@ -33,29 +38,61 @@ TEXT_FIELDS = ("x", *VECTORS, "dy")
 class ByHandSpec(Spec):
     """A batch and a BatchNorm1d layer's parameters and running statistics before one training step."""
 
-    x: str = param(DEFAULT_X, "the batch as a JSON matrix: one row per sample, one column per feature",
-                   label="Batch x (JSON)")
-    gamma: str = param("1", "γ, one value per feature, comma-separated or JSON (one value: all features)",
-                       label="γ (gamma)")
+    x: str = param(
+        DEFAULT_X, "the batch as a JSON matrix: one row per sample, one column per feature", label="Batch x (JSON)"
+    )
+    gamma: str = param(
+        "1", "γ, one value per feature, comma-separated or JSON (one value: all features)", label="γ (gamma)"
+    )
     beta: str = param("0", "β, one value per feature (one value: all features)", label="β (beta)")
-    eps: float = param(1e-5, "ε added to the variance (PyTorch's default 1e-5, Keras' 1e-3)", lo=1e-8, hi=1e3,
-                       log=True, label="ε (eps)")
-    convention: str = param("pytorch", "how momentum is read: PyTorch (weight of the new batch) or "
-                            "Keras/TF/Flax (weight of the old running value = 1 - PyTorch's)",
-                            choices=("pytorch", "keras"), label="Momentum convention")
-    momentum: float = param(0.1, "momentum in the chosen convention (PyTorch's default 0.1 = Keras' 0.9; "
-                            "Keras' default 0.99 = PyTorch's 0.01)", lo=0.0, hi=1.0)
-    var_estimator: str = param("unbiased", "variance folded into the running var: unbiased, B/(B-1) times the "
-                               "batch's (PyTorch), or biased (Keras 3, Flax)", choices=("unbiased", "biased"),
-                               label="Running-var estimator")
-    running_mean: str = param("0", "running mean before this step, one value per feature (one value: all "
-                              "features; PyTorch starts at 0)", label="Running mean (before)")
-    running_var: str = param("1", "running var before this step, one value per feature (one value: all "
-                             "features; PyTorch starts at 1)", label="Running var (before)")
-    dy: str = param("1", "upstream gradient dL/dy: a JSON matrix shaped like x, or one number for all",
-                    label="Upstream gradient dL/dy")
-    x_new: str = param("", "a new sample for the eval-mode output, one value per feature (empty: the batch's "
-                       "first sample)", label="New sample (eval; empty: sample 1)")
+    eps: float = param(
+        1e-5,
+        "ε added to the variance (PyTorch's default 1e-5, Keras' 1e-3)",
+        lo=1e-8,
+        hi=1e3,
+        log=True,
+        label="ε (eps)",
+    )
+    convention: str = param(
+        "pytorch",
+        "how momentum is read: PyTorch (weight of the new batch) or "
+        "Keras/TF/Flax (weight of the old running value = 1 - PyTorch's)",
+        choices=("pytorch", "keras"),
+        label="Momentum convention",
+    )
+    momentum: float = param(
+        0.1,
+        "momentum in the chosen convention (PyTorch's default 0.1 = Keras' 0.9; Keras' default 0.99 = PyTorch's 0.01)",
+        lo=0.0,
+        hi=1.0,
+    )
+    var_estimator: str = param(
+        "unbiased",
+        "variance folded into the running var: unbiased, B/(B-1) times the "
+        "batch's (PyTorch), or biased (Keras 3, Flax)",
+        choices=("unbiased", "biased"),
+        label="Running-var estimator",
+    )
+    running_mean: str = param(
+        "0",
+        "running mean before this step, one value per feature (one value: all features; PyTorch starts at 0)",
+        label="Running mean (before)",
+    )
+    running_var: str = param(
+        "1",
+        "running var before this step, one value per feature (one value: all features; PyTorch starts at 1)",
+        label="Running var (before)",
+    )
+    dy: str = param(
+        "1",
+        "upstream gradient dL/dy: a JSON matrix shaped like x, or one number for all",
+        label="Upstream gradient dL/dy",
+    )
+    x_new: str = param(
+        "",
+        "a new sample for the eval-mode output, one value per feature (empty: the batch's first sample)",
+        label="New sample (eval; empty: sample 1)",
+    )
     seed: int = param(0, "seed of the 'randomise' button", lo=0, hi=2**31 - 1)
 
     def validate(self):
@@ -97,8 +134,9 @@ class ByHandSpec(Spec):
         out = {"x": x}
         for name, (_, default) in VECTORS.items():
             text = getattr(self, name).strip()
-            out[name] = _parse_vector(name, text, c) if text else (x[0].copy() if default is None else
-                                                                   np.full(c, default))
+            out[name] = (
+                _parse_vector(name, text, c) if text else (x[0].copy() if default is None else np.full(c, default))
+            )
         if (out["running_var"] < 0).any():
             raise SpecError(f"running_var: a variance cannot be negative, got {_format_vector(out['running_var'])}")
         out["dy"] = _parse_dy(self.dy.strip(), b, c)
@@ -126,8 +164,10 @@ def parse_matrix(name: str, text: str) -> np.ndarray:
         raise SpecError(f"{name}: row {widths.index(0) + 1} is empty; every sample needs at least one feature")
     if len(set(widths)) > 1:
         odd = next(i for i, w in enumerate(widths) if w != widths[0])
-        raise SpecError(f"{name}: rows have different lengths (row 1 has {widths[0]} values, row {odd + 1} has "
-                        f"{widths[odd]}); every sample needs the same number of features")
+        raise SpecError(
+            f"{name}: rows have different lengths (row 1 has {widths[0]} values, row {odd + 1} has "
+            f"{widths[odd]}); every sample needs the same number of features"
+        )
     for i, row in enumerate(rows):
         for j, v in enumerate(row):
             if not _is_number(v):
@@ -166,8 +206,10 @@ def _parse_vector(name: str, text: str, c: int) -> np.ndarray:
     if len(values) == 1:
         return np.full(c, values[0])
     if len(values) != c:
-        raise SpecError(f"{name}: has {len(values)} values but the batch has {c} features "
-                        "(give one value per feature, or one value for all)")
+        raise SpecError(
+            f"{name}: has {len(values)} values but the batch has {c} features "
+            "(give one value per feature, or one value for all)"
+        )
     return values
 
 
@@ -204,6 +246,7 @@ def _format_matrix(m: np.ndarray) -> str:
 
 
 # --- the computation ---------------------------------------------------------------------------------
+
 
 @dataclass
 class ByHandResult:
@@ -244,12 +287,20 @@ class ByHandResult:
         return {k: self.hand[k].tolist() for k in ("mean", "var", "x_hat", "y", "running_mean", "running_var")}
 
 
-COMPARED = {"y": "y (train mode)", "running_mean": "running mean (after)", "running_var": "running var (after)",
-            "y_new": "eval-mode output of the new sample", "dgamma": "dL/dgamma", "dbeta": "dL/dbeta", "dx": "dL/dx"}
+COMPARED = {
+    "y": "y (train mode)",
+    "running_mean": "running mean (after)",
+    "running_var": "running var (after)",
+    "y_new": "eval-mode output of the new sample",
+    "dgamma": "dL/dgamma",
+    "dbeta": "dL/dbeta",
+    "dx": "dL/dx",
+}
 
 
-def by_hand(x, gamma, beta, running_mean, running_var, dy, x_new, eps: float, momentum: float,
-            var_estimator: str) -> dict:
+def by_hand(
+    x, gamma, beta, running_mean, running_var, dy, x_new, eps: float, momentum: float, var_estimator: str
+) -> dict:
     """One BatchNorm training step and its backward pass in closed form; momentum in PyTorch's convention."""
     b = x.shape[0]
     mean = x.mean(0)  # (C,)
@@ -266,9 +317,23 @@ def by_hand(x, gamma, beta, running_mean, running_var, dy, x_new, eps: float, mo
     dbeta = dy.sum(0)
     dgamma = (dy * x_hat).sum(0)
     dx = gamma / (b * std) * (b * dy - dbeta - x_hat * dgamma)  # (B, C)
-    return dict(mean=mean, var=var, var_unbiased=var_unbiased, std=std, x_hat=x_hat, y=y, running_mean=rm,
-                running_var=rv, running_var_unbiased=rv_unbiased, running_var_biased=rv_biased,
-                x_hat_new=x_hat_new, y_new=gamma * x_hat_new + beta, dbeta=dbeta, dgamma=dgamma, dx=dx)
+    return dict(
+        mean=mean,
+        var=var,
+        var_unbiased=var_unbiased,
+        std=std,
+        x_hat=x_hat,
+        y=y,
+        running_mean=rm,
+        running_var=rv,
+        running_var_unbiased=rv_unbiased,
+        running_var_biased=rv_biased,
+        x_hat_new=x_hat_new,
+        y_new=gamma * x_hat_new + beta,
+        dbeta=dbeta,
+        dgamma=dgamma,
+        dx=dx,
+    )
 
 
 def through_torch(inputs: dict, eps: float, momentum: float, var_estimator: str, dtype=torch.float64):
@@ -277,8 +342,12 @@ def through_torch(inputs: dict, eps: float, momentum: float, var_estimator: str,
     t = {k: torch.as_tensor(v, dtype=dtype) for k, v in inputs.items()}
     bn = torch.nn.BatchNorm1d(t["x"].shape[1], eps=eps, momentum=momentum, dtype=dtype)
     with torch.no_grad():
-        for name, value in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "running_mean"),
-                            ("running_var", "running_var")):
+        for name, value in (
+            ("weight", "gamma"),
+            ("bias", "beta"),
+            ("running_mean", "running_mean"),
+            ("running_var", "running_var"),
+        ):
             getattr(bn, name).copy_(t[value])
     x = t["x"].clone().requires_grad_(True)
     try:
@@ -292,8 +361,15 @@ def through_torch(inputs: dict, eps: float, momentum: float, var_estimator: str,
     bn.eval()
     with torch.no_grad():
         y_new = bn(t["x_new"][None])[0]
-    out = dict(y=y, running_mean=bn.running_mean, running_var=bn.running_var, y_new=y_new,
-               dgamma=bn.weight.grad, dbeta=bn.bias.grad, dx=x.grad)
+    out = dict(
+        y=y,
+        running_mean=bn.running_mean,
+        running_var=bn.running_var,
+        y_new=y_new,
+        dgamma=bn.weight.grad,
+        dbeta=bn.bias.grad,
+        dx=x.grad,
+    )
     return {k: v.detach().double().numpy() for k, v in out.items()}, None
 
 
@@ -313,40 +389,75 @@ def notes(r: ByHandResult) -> list[tuple[str, str, str]]:
     h, (b, c), eps = r.hand, r.shape, r.spec.eps
     out = []
     if b == 1:
-        out.append(("B = 1: torch refuses to train on one sample", (
-            f"nn.BatchNorm1d in training mode raises “{r.torch_error}”. With one sample, μ_B is that sample and "
-            "σ²_B = 0, so x̂ = 0/√ε = 0 and y = β whatever the input: the output carries no information about x "
-            "and dL/dx = 0. The unbiased running variance would also need B/(B−1) = 1/0 (shown as NaN here). "
-            "A BatchNorm2d with more than one pixel per channel does not refuse: it takes its statistics over "
-            "the pixels of the single image."), "forward"))
+        out.append(
+            (
+                "B = 1: torch refuses to train on one sample",
+                (
+                    f"nn.BatchNorm1d in training mode raises “{r.torch_error}”. With one sample, μ_B is that sample and "  # noqa: E501
+                    "σ²_B = 0, so x̂ = 0/√ε = 0 and y = β whatever the input: the output carries no information about x "
+                    "and dL/dx = 0. The unbiased running variance would also need B/(B−1) = 1/0 (shown as NaN here). "
+                    "A BatchNorm2d with more than one pixel per channel does not refuse: it takes its statistics over "
+                    "the pixels of the single image."
+                ),
+                "forward",
+            )
+        )
     constant = [j for j in range(c) if np.ptp(r.inputs["x"][:, j]) == 0]
     if b == 2 and len(constant) < c:
         dev = float(np.max(np.abs(np.abs(np.delete(h["x_hat"], constant, axis=1)) - 1)))
-        out.append(("B = 2: x̂ is ±1", (
-            "With two samples each feature's values sit at μ_B ± d, so σ_B = |d| and x̂ = ±|d|/√(d²+ε), "
-            f"which is ±1 up to ε (largest deviation here: {dev:.1e}). Whatever the two values were, "
-            "BatchNorm keeps only which one is larger" + (" (a constant feature has d = 0 and x̂ = 0)."
-                                                           if constant else ".")), "forward"))
+        out.append(
+            (
+                "B = 2: x̂ is ±1",
+                (
+                    "With two samples each feature's values sit at μ_B ± d, so σ_B = |d| and x̂ = ±|d|/√(d²+ε), "
+                    f"which is ±1 up to ε (largest deviation here: {dev:.1e}). Whatever the two values were, "
+                    "BatchNorm keeps only which one is larger"
+                    + (" (a constant feature has d = 0 and x̂ = 0)." if constant else ".")
+                ),
+                "forward",
+            )
+        )
     if b > 1 and constant:
         names = ", ".join(str(j + 1) for j in constant)
-        out.append((f"Constant feature ({names}): σ² = 0, so ε matters", (
-            f"Every sample has the same value in feature {names}: x − μ_B = 0 and σ²_B = 0, so x̂ = 0/√(0+ε) = 0 "
-            "and y = β. Without ε this would be 0/0 = NaN. ε also sets the gradient: for this feature "
-            f"dL/dx = γ(dy − mean(dy))/√ε, a factor 1/√ε = {1 / math.sqrt(eps):.3g} on how much the "
-            "upstream gradients differ between samples." + _float32_note(r, constant)), "forward"))
+        out.append(
+            (
+                f"Constant feature ({names}): σ² = 0, so ε matters",
+                (
+                    f"Every sample has the same value in feature {names}: x − μ_B = 0 and σ²_B = 0, so x̂ = 0/√(0+ε) = 0 "  # noqa: E501
+                    "and y = β. Without ε this would be 0/0 = NaN. ε also sets the gradient: for this feature "
+                    f"dL/dx = γ(dy − mean(dy))/√ε, a factor 1/√ε = {1 / math.sqrt(eps):.3g} on how much the "
+                    "upstream gradients differ between samples." + _float32_note(r, constant)
+                ),
+                "forward",
+            )
+        )
     varying = h["var"] > 0
     shrink = np.sqrt(h["var"] / (h["var"] + eps))
     if b > 1 and varying.any() and shrink[varying].min() < 0.99:
         worst = int(np.argmin(np.where(varying, shrink, np.inf)))
-        out.append(("ε is not small against σ²", (
-            f"x̂ has standard deviation √(σ²/(σ²+ε)) instead of 1: {shrink[worst]:.3g} for feature {worst + 1} "
-            f"(σ² = {h['var'][worst]:.3g}, ε = {eps:g}). When ε dominates, BatchNorm no longer normalises: "
-            "it subtracts the mean and divides by about √ε."), "forward"))
+        out.append(
+            (
+                "ε is not small against σ²",
+                (
+                    f"x̂ has standard deviation √(σ²/(σ²+ε)) instead of 1: {shrink[worst]:.3g} for feature {worst + 1} "
+                    f"(σ² = {h['var'][worst]:.3g}, ε = {eps:g}). When ε dominates, BatchNorm no longer normalises: "
+                    "it subtracts the mean and divides by about √ε."
+                ),
+                "forward",
+            )
+        )
     if b > 1 and np.all(np.ptp(r.inputs["dy"], axis=0) == 0):
-        out.append(("dL/dx = 0 for an upstream gradient that is the same for every sample", (
-            "Each feature's gradient is the same for all samples (the default, all ones). In train mode the "
-            "sum of y over the batch is always B·β and the mean of x̂ is always 0, whatever x is, so such a "
-            "loss cannot change by moving x: dL/dx is exactly 0. Edit dL/dy to see a non-zero dL/dx."), "backward"))
+        out.append(
+            (
+                "dL/dx = 0 for an upstream gradient that is the same for every sample",
+                (
+                    "Each feature's gradient is the same for all samples (the default, all ones). In train mode the "
+                    "sum of y over the batch is always B·β and the mean of x̂ is always 0, whatever x is, so such a "
+                    "loss cannot change by moving x: dL/dx is exactly 0. Edit dL/dy to see a non-zero dL/dx."
+                ),
+                "backward",
+            )
+        )
     return out
 
 
@@ -356,15 +467,23 @@ def _float32_note(r: ByHandResult, constant: list[int]) -> str:
     with np.errstate(divide="ignore", invalid="ignore"):  # γ = 0: no x̂ to recover, those cells are dropped
         x_hat32 = (r.torch32["y"] - r.inputs["beta"]) / r.inputs["gamma"]
     worst = np.nanmax(np.abs(np.where(np.isfinite(x_hat32), x_hat32, np.nan)[:, constant]), initial=0.0)
-    return ("" if worst == 0 else
-            f" In float32 torch gets x̂ up to {worst:.2g} instead of 0 for it: a rounding error of μ_B (about "
-            "1e-7 of its size) divided by √ε.")
+    return (
+        ""
+        if worst == 0
+        else f" In float32 torch gets x̂ up to {worst:.2g} instead of 0 for it: a rounding error of μ_B (about "
+        "1e-7 of its size) divided by √ε."
+    )
 
 
 # --- tables and worked examples for the page ---------------------------------------------------------
 
-def _samples(b): return [f"sample {i + 1}" for i in range(b)]
-def _features(c): return [f"feature {j + 1}" for j in range(c)]
+
+def _samples(b):
+    return [f"sample {i + 1}" for i in range(b)]
+
+
+def _features(c):
+    return [f"feature {j + 1}" for j in range(c)]
 
 
 def _clean(m: np.ndarray) -> np.ndarray:
@@ -397,9 +516,13 @@ def grad_frame(r: ByHandResult) -> pd.DataFrame:
 
 def diff_table(r: ByHandResult, names) -> pd.DataFrame:
     """max |hand − torch| per quantity, torch in float64 and in float32."""
-    return pd.DataFrame({"max |hand − torch|, float64": [r.diff(n, "float64") for n in names],
-                         "max |hand − torch|, float32": [r.diff(n, "float32") for n in names]},
-                        index=[COMPARED[n] for n in names])
+    return pd.DataFrame(
+        {
+            "max |hand − torch|, float64": [r.diff(n, "float64") for n in names],
+            "max |hand − torch|, float32": [r.diff(n, "float32") for n in names],
+        },
+        index=[COMPARED[n] for n in names],
+    )
 
 
 @dataclass(frozen=True)
@@ -420,7 +543,7 @@ def _tex(v: float, paren: bool = False) -> str:
     s = f"{v:.4g}"
     if "e" in s:
         mant, exp = s.split("e")
-        s = (f"10^{{{int(exp)}}}" if mant == "1" else f"{mant}\\times 10^{{{int(exp)}}}")
+        s = f"10^{{{int(exp)}}}" if mant == "1" else f"{mant}\\times 10^{{{int(exp)}}}"
     return f"({s})" if paren and v < 0 else s
 
 
@@ -441,64 +564,119 @@ def steps(r: ByHandResult, j: int = 0) -> list[Step]:
     s, m, eps = r.spec, r.momentum, _tex(r.spec.eps)
     xs, mu, var = a["x"][:, j], h["mean"][j], h["var"][j]
     g, be = a["gamma"][j], a["beta"][j]
-    conv = ("" if s.convention == "pytorch" else
-            f"Keras momentum {s.momentum:g} is the weight of the old value, so m = 1 − {s.momentum:g} = {m:.4g}. ")
+    conv = (
+        ""
+        if s.convention == "pytorch"
+        else f"Keras momentum {s.momentum:g} is the weight of the old value, so m = 1 − {s.momentum:g} = {m:.4g}. "
+    )
     unbiased = s.var_estimator == "unbiased"
     factor = r"\tfrac{B}{B-1}" if unbiased else ""
     var_in = h["var_unbiased"][j] if unbiased else var
     rv_alt = "running var (after, biased)" if unbiased else "running var (after, unbiased)"
     out = [
-        Step("1. Batch mean and variance (per feature, over the B samples)",
-             (r"\mu_B=\frac1B\sum_{i=1}^{B}x_i", r"\sigma_B^2=\frac1B\sum_{i=1}^{B}(x_i-\mu_B)^2"),
-             (rf"\mu_B=\tfrac1{{{b}}}({_sum([_tex(v) for v in xs])})={_tex(mu)}",
-              rf"x_i-\mu_B:\ {_list([_tex(v - mu) for v in xs])}",
-              rf"\sigma_B^2=\tfrac1{{{b}}}({_sum([_tex((v - mu) ** 2) for v in xs])})={_tex(var)}"),
-             rows_frame({"μ_B": h["mean"], "σ²_B (biased, 1/B)": h["var"],
-                         "B/(B−1)·σ²_B (unbiased)": h["var_unbiased"], "√(σ²_B + ε)": h["std"]}),
-             "Training normalises with the biased variance (divide by B). The unbiased one (divide by B − 1) "
-             "only enters the running variance, in PyTorch."),
-        Step("2. Normalise: x̂",
-             (r"\hat x_i=\frac{x_i-\mu_B}{\sqrt{\sigma_B^2+\epsilon}}",),
-             (rf"\hat x_1=\frac{{{_tex(xs[0])}-{_tex(mu, True)}}}{{\sqrt{{{_tex(var)}+{eps}}}}}"
-              rf"={_tex(h['x_hat'][0, j])}",),
-             matrix_frame(h["x_hat"]),
-             "Each column now has mean 0 and a standard deviation of √(σ²/(σ²+ε)), about 1 when ε ≪ σ²."),
-        Step("3. Scale and shift: y",
-             (r"y_i=\gamma\,\hat x_i+\beta",),
-             (rf"y_1={_tex(g)}\cdot{_tex(h['x_hat'][0, j], True)}+{_tex(be, True)}={_tex(h['y'][0, j])}",),
-             matrix_frame(h["y"]),
-             "γ and β are learned: with γ = √(σ²+ε) and β = μ_B the layer could undo the normalisation."),
-        Step("4. Running statistics (used later, in eval mode)",
-             (r"\hat\mu\leftarrow(1-m)\,\hat\mu+m\,\mu_B",
-              rf"\hat\sigma^2\leftarrow(1-m)\,\hat\sigma^2+m\,{factor}\sigma_B^2"),
-             (rf"\hat\mu={_tex(1 - m)}\cdot{_tex(a['running_mean'][j], True)}+{_tex(m)}\cdot{_tex(mu, True)}"
-              rf"={_tex(h['running_mean'][j])}",
-              rf"\hat\sigma^2={_tex(1 - m)}\cdot{_tex(a['running_var'][j], True)}+{_tex(m)}\cdot"
-              rf"{_tex(var_in, True)}={_tex(h['running_var'][j])}"),
-             rows_frame({"running mean (before)": a["running_mean"], "running mean (after)": h["running_mean"],
-                         "running var (before)": a["running_var"], "running var (after)": h["running_var"],
-                         rv_alt: h["running_var_biased" if unbiased else "running_var_unbiased"]}),
-             f"m = {m:.4g} in PyTorch's convention (the weight of the new batch). {conv}"
-             + ("The running var folds in the unbiased B/(B−1)·σ²_B, as PyTorch does."
-                if unbiased else "The running var folds in the biased σ²_B, as Keras 3 and Flax do.")
-             + " The last row shows the other estimator for comparison."),
+        Step(
+            "1. Batch mean and variance (per feature, over the B samples)",
+            (r"\mu_B=\frac1B\sum_{i=1}^{B}x_i", r"\sigma_B^2=\frac1B\sum_{i=1}^{B}(x_i-\mu_B)^2"),
+            (
+                rf"\mu_B=\tfrac1{{{b}}}({_sum([_tex(v) for v in xs])})={_tex(mu)}",
+                rf"x_i-\mu_B:\ {_list([_tex(v - mu) for v in xs])}",
+                rf"\sigma_B^2=\tfrac1{{{b}}}({_sum([_tex((v - mu) ** 2) for v in xs])})={_tex(var)}",
+            ),
+            rows_frame(
+                {
+                    "μ_B": h["mean"],
+                    "σ²_B (biased, 1/B)": h["var"],
+                    "B/(B−1)·σ²_B (unbiased)": h["var_unbiased"],
+                    "√(σ²_B + ε)": h["std"],
+                }
+            ),
+            "Training normalises with the biased variance (divide by B). The unbiased one (divide by B − 1) "
+            "only enters the running variance, in PyTorch.",
+        ),
+        Step(
+            "2. Normalise: x̂",
+            (r"\hat x_i=\frac{x_i-\mu_B}{\sqrt{\sigma_B^2+\epsilon}}",),
+            (
+                rf"\hat x_1=\frac{{{_tex(xs[0])}-{_tex(mu, True)}}}{{\sqrt{{{_tex(var)}+{eps}}}}}"
+                rf"={_tex(h['x_hat'][0, j])}",
+            ),
+            matrix_frame(h["x_hat"]),
+            "Each column now has mean 0 and a standard deviation of √(σ²/(σ²+ε)), about 1 when ε ≪ σ².",
+        ),
+        Step(
+            "3. Scale and shift: y",
+            (r"y_i=\gamma\,\hat x_i+\beta",),
+            (rf"y_1={_tex(g)}\cdot{_tex(h['x_hat'][0, j], True)}+{_tex(be, True)}={_tex(h['y'][0, j])}",),
+            matrix_frame(h["y"]),
+            "γ and β are learned: with γ = √(σ²+ε) and β = μ_B the layer could undo the normalisation.",
+        ),
+        Step(
+            "4. Running statistics (used later, in eval mode)",
+            (
+                r"\hat\mu\leftarrow(1-m)\,\hat\mu+m\,\mu_B",
+                rf"\hat\sigma^2\leftarrow(1-m)\,\hat\sigma^2+m\,{factor}\sigma_B^2",
+            ),
+            (
+                rf"\hat\mu={_tex(1 - m)}\cdot{_tex(a['running_mean'][j], True)}+{_tex(m)}\cdot{_tex(mu, True)}"
+                rf"={_tex(h['running_mean'][j])}",
+                rf"\hat\sigma^2={_tex(1 - m)}\cdot{_tex(a['running_var'][j], True)}+{_tex(m)}\cdot"
+                rf"{_tex(var_in, True)}={_tex(h['running_var'][j])}",
+            ),
+            rows_frame(
+                {
+                    "running mean (before)": a["running_mean"],
+                    "running mean (after)": h["running_mean"],
+                    "running var (before)": a["running_var"],
+                    "running var (after)": h["running_var"],
+                    rv_alt: h["running_var_biased" if unbiased else "running_var_unbiased"],
+                }
+            ),
+            f"m = {m:.4g} in PyTorch's convention (the weight of the new batch). {conv}"
+            + (
+                "The running var folds in the unbiased B/(B−1)·σ²_B, as PyTorch does."
+                if unbiased
+                else "The running var folds in the biased σ²_B, as Keras 3 and Flax do."
+            )
+            + " The last row shows the other estimator for comparison.",
+        ),
     ]
     xn, rm, rv = a["x_new"][j], h["running_mean"][j], h["running_var"][j]
     same = np.allclose(h["y_new"], h["y"][0])
-    train_y = "" if s.x_new or not np.isfinite(h["y_new"]).all() else (
-        f" In train mode, inside the batch, the same sample gave y = {_fmt_vec(h['y'][0])}: "
-        + ("the same, because the running statistics now equal the batch's." if same else
-           "eval mode normalises with the running statistics, not the batch's, so the answers differ."))
-    out.append(Step(
-        "5. Eval mode: a new sample, normalised with the updated running statistics",
-        (r"y=\gamma\,\frac{x-\hat\mu}{\sqrt{\hat\sigma^2+\epsilon}}+\beta",),
-        (rf"y={_tex(g)}\cdot\frac{{{_tex(xn)}-{_tex(rm, True)}}}{{\sqrt{{{_tex(rv)}+{eps}}}}}+{_tex(be, True)}"
-         rf"={_tex(h['y_new'][j])}",),
-        rows_frame({"new sample x": a["x_new"], "x̂ (eval)": h["x_hat_new"], "y (eval)": h["y_new"]}),
-        ("The new sample is the batch's first sample (set another in the parameter table)." if not s.x_new
-         else "The new sample from the parameter table.") + train_y
-        + ("" if np.isfinite(h["y_new"]).all() else " NaN: the unbiased running var needs B/(B−1) = 1/0 with one "
-           "sample; choose the biased estimator to see numbers.")))
+    train_y = (
+        ""
+        if s.x_new or not np.isfinite(h["y_new"]).all()
+        else (
+            f" In train mode, inside the batch, the same sample gave y = {_fmt_vec(h['y'][0])}: "
+            + (
+                "the same, because the running statistics now equal the batch's."
+                if same
+                else "eval mode normalises with the running statistics, not the batch's, so the answers differ."
+            )
+        )
+    )
+    out.append(
+        Step(
+            "5. Eval mode: a new sample, normalised with the updated running statistics",
+            (r"y=\gamma\,\frac{x-\hat\mu}{\sqrt{\hat\sigma^2+\epsilon}}+\beta",),
+            (
+                rf"y={_tex(g)}\cdot\frac{{{_tex(xn)}-{_tex(rm, True)}}}{{\sqrt{{{_tex(rv)}+{eps}}}}}+{_tex(be, True)}"
+                rf"={_tex(h['y_new'][j])}",
+            ),
+            rows_frame({"new sample x": a["x_new"], "x̂ (eval)": h["x_hat_new"], "y (eval)": h["y_new"]}),
+            (
+                "The new sample is the batch's first sample (set another in the parameter table)."
+                if not s.x_new
+                else "The new sample from the parameter table."
+            )
+            + train_y
+            + (
+                ""
+                if np.isfinite(h["y_new"]).all()
+                else " NaN: the unbiased running var needs B/(B−1) = 1/0 with one "
+                "sample; choose the biased estimator to see numbers."
+            ),
+        )
+    )
     return out
 
 
@@ -507,16 +685,21 @@ def backward_step(r: ByHandResult, j: int = 0) -> Step:
     g, std = a["gamma"][j], h["std"][j]
     return Step(
         "6. Backward pass: closed form",
-        (r"\frac{\partial L}{\partial\beta}=\sum_i dy_i,\qquad \frac{\partial L}{\partial\gamma}=\sum_i dy_i\,\hat x_i",
-         r"\frac{\partial L}{\partial x_i}=\frac{\gamma}{B\sqrt{\sigma_B^2+\epsilon}}"
-         r"\Big(B\,dy_i-\frac{\partial L}{\partial\beta}-\hat x_i\,\frac{\partial L}{\partial\gamma}\Big)"),
-        (rf"\frac{{\partial L}}{{\partial\beta}}={_tex(h['dbeta'][j])},\qquad "
-         rf"\frac{{\partial L}}{{\partial\gamma}}={_tex(h['dgamma'][j])}",
-         rf"\frac{{\partial L}}{{\partial x_1}}=\frac{{{_tex(g)}}}{{{b}\cdot{_tex(std)}}}\big({b}\cdot"
-         rf"{_tex(a['dy'][0, j], True)}-{_tex(h['dbeta'][j], True)}-{_tex(h['x_hat'][0, j], True)}\cdot"
-         rf"{_tex(h['dgamma'][j], True)}\big)={_tex(h['dx'][0, j])}"),
+        (
+            r"\frac{\partial L}{\partial\beta}=\sum_i dy_i,\qquad \frac{\partial L}{\partial\gamma}=\sum_i dy_i\,\hat x_i",  # noqa: E501
+            r"\frac{\partial L}{\partial x_i}=\frac{\gamma}{B\sqrt{\sigma_B^2+\epsilon}}"
+            r"\Big(B\,dy_i-\frac{\partial L}{\partial\beta}-\hat x_i\,\frac{\partial L}{\partial\gamma}\Big)",
+        ),
+        (
+            rf"\frac{{\partial L}}{{\partial\beta}}={_tex(h['dbeta'][j])},\qquad "
+            rf"\frac{{\partial L}}{{\partial\gamma}}={_tex(h['dgamma'][j])}",
+            rf"\frac{{\partial L}}{{\partial x_1}}=\frac{{{_tex(g)}}}{{{b}\cdot{_tex(std)}}}\big({b}\cdot"
+            rf"{_tex(a['dy'][0, j], True)}-{_tex(h['dbeta'][j], True)}-{_tex(h['x_hat'][0, j], True)}\cdot"
+            rf"{_tex(h['dgamma'][j], True)}\big)={_tex(h['dx'][0, j])}",
+        ),
         matrix_frame(h["dx"]),
-        "dL/dx by the closed form (numpy, float64).")
+        "dL/dx by the closed form (numpy, float64).",
+    )
 
 
 def _fmt_vec(v) -> str:
@@ -524,6 +707,7 @@ def _fmt_vec(v) -> str:
 
 
 # --- edits from the page's tables and buttons (pure: spec in, spec out) -----------------------------
+
 
 def random_batch(b: int, c: int, seed: int) -> np.ndarray:
     """Features with different offsets and scales (so normalising visibly changes them), 2 decimals."""
@@ -551,17 +735,17 @@ def resize(spec: ByHandSpec, b: int, c: int) -> ByHandSpec:
     a = spec.arrays()
     x = random_batch(b, c, spec.seed + 1)
     old_b, old_c = a["x"].shape
-    x[:min(b, old_b), :min(c, old_c)] = a["x"][:b, :c]
+    x[: min(b, old_b), : min(c, old_c)] = a["x"][:b, :c]
     changes = {"x": _format_matrix(x)}
     for name, (_, default) in VECTORS.items():
         text = getattr(spec, name)
         if "," in text:  # one value per feature: trim or pad with the default
             v = np.full(c, 0.0 if default is None else default)
-            v[:min(c, old_c)] = a[name][:c]
+            v[: min(c, old_c)] = a[name][:c]
             changes[name] = _format_vector(v)
     if spec.dy.startswith("["):
         dy = np.ones((b, c))
-        dy[:min(b, old_b), :min(c, old_c)] = a["dy"][:b, :c]
+        dy[: min(b, old_b), : min(c, old_c)] = a["dy"][:b, :c]
         changes["dy"] = _format_matrix(dy)
     return spec.replace(**changes)
 
@@ -588,8 +772,13 @@ def apply_edits(spec: ByHandSpec, table: str, edited_rows: dict) -> ByHandSpec:
     return spec.replace(**changes)
 
 
-COMMAND = Command("by-hand", "one BatchNorm1d training step by hand: batch statistics, x_hat, y, running stats",
-                  ByHandSpec, run, ByHandResult.summary)
+COMMAND = Command(
+    "by-hand",
+    "one BatchNorm1d training step by hand: batch statistics, x_hat, y, running stats",
+    ByHandSpec,
+    run,
+    ByHandResult.summary,
+)
 
 
 # --- teaching: presets and the PyTorch snippet ---------------------------------------------------------
@@ -599,25 +788,30 @@ PRESETS = {
         {"x": "[[1,2,3],[3,-1,3],[5,0,3],[7,3,3]]", "dy": "[[1,0,1],[0,2,-1],[1,0,2],[2,1,0]]"},
         "Feature 3 is 3 in every sample: σ² = 0, so x̂ = 0/√ε = 0 and y = β. Without ε it would be 0/0. "
         "ε also scales this feature's gradient: dL/dx = γ(dy − mean dy)/√ε, about 316 × the upstream "
-        "differences with ε = 1e-5 (see step 6)."),
+        "differences with ε = 1e-5 (see step 6).",
+    ),
     "B = 2 gives ±1": Preset(
         {"x": "[[1,10,-3],[3,4,5]]"},
         "With two samples, x̂ is +1 for the larger value and −1 for the smaller one in every feature, "
         "whatever the values were (up to ε): σ_B is half the gap. BatchNorm on a batch of two keeps only "
-        "the order of the two samples."),
+        "the order of the two samples.",
+    ),
     "B = 1: torch refuses": Preset(
         {"x": "[[1,2,3]]"},
         "torch.nn.BatchNorm1d refuses to train on one sample. By hand, σ² = 0, x̂ = 0 and y = β for any "
-        "input, and the unbiased running variance would divide by B − 1 = 0."),
+        "input, and the unbiased running variance would divide by B − 1 = 0.",
+    ),
     "huge ε": Preset(
         {"eps": 100.0},
         "With ε = 100 ≫ σ², x̂ = (x − μ)/√(σ²+ε) is about (x − μ)/10: the features are centred but no "
-        "longer scaled to standard deviation 1 (step 2's table)."),
+        "longer scaled to standard deviation 1 (step 2's table).",
+    ),
     "Keras defaults (momentum 0.99, biased var)": Preset(
         {"convention": "keras", "momentum": 0.99, "eps": 1e-3, "var_estimator": "biased"},
         "Keras' momentum 0.99 is the weight of the old running value: PyTorch's momentum 0.01. The running "
         "statistics move 1% of the way to the batch's, and the running var folds in the biased σ²_B. "
-        "torch.nn.BatchNorm1d(momentum=0.01, eps=1e-3) gives the same y; only the running var differs."),
+        "torch.nn.BatchNorm1d(momentum=0.01, eps=1e-3) gives the same y; only the running var differs.",
+    ),
 }
 
 
@@ -630,35 +824,40 @@ def pytorch_snippet(spec: ByHandSpec) -> str:
     mat = lambda name: "T([" + ", ".join(row(r) for r in a[name]) + "])"
     factor = f" * {b} / {b - 1}" if spec.var_estimator == "unbiased" else ""
     conv = f"  # = 1 - Keras momentum {spec.momentum:g}" if spec.convention == "keras" else ""
-    return "\n".join([
-        "import torch",
-        "",
-        "T = lambda v: torch.tensor(v, dtype=torch.float64)  # float64, like the page's numpy",
-        f"x = {mat('x')}  # (B, C) = ({b}, {c})",
-        f"gamma, beta = {vec('gamma')}, {vec('beta')}",
-        f"rm0, rv0 = {vec('running_mean')}, {vec('running_var')}",
-        f"eps, m = {spec.eps:.12g}, {m:.12g}  # m: PyTorch's momentum, the weight of the new batch{conv}",
-        f"dy = {mat('dy')}  # upstream gradient dL/dy",
-        "",
-        "mu, var = x.mean(0), x.var(0, correction=0)  # training normalises with the biased variance",
-        "std = torch.sqrt(var + eps)",
-        "x_hat = (x - mu) / std",
-        "y_hand = gamma * x_hat + beta",
-        f"rv_hand = (1 - m) * rv0 + m * var{factor}  # {spec.var_estimator} estimator in the running var",
-        f"dx_hand = gamma / ({b} * std) * ({b} * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))  # closed form",
-        f"bn = torch.nn.BatchNorm1d({c}, eps=eps, momentum=m, dtype=torch.float64)",
-        "with torch.no_grad():",
-        "    bn.weight.copy_(gamma), bn.bias.copy_(beta), bn.running_mean.copy_(rm0), bn.running_var.copy_(rv0)",
-        "x.requires_grad_(True)",
-        "try:",
-        "    y = bn(x)",
-        "except ValueError as e:  # B = 1: one value per channel",
-        "    print('torch refuses:', e)",
-        "else:",
-        "    y.backward(dy)  # autograd",
-        "    print('max |y_hand - y_torch|   =', (y_hand - y).abs().max().item())",
-        "    print('max |dx_hand - autograd| =', (dx_hand - x.grad).abs().max().item())",
-        "    print('running mean:', bn.running_mean.tolist(), 'by hand:', ((1 - m) * rm0 + m * mu).tolist())",
-        "    print('running var (torch, unbiased):', bn.running_var.tolist())",
-        f"    print('running var ({spec.var_estimator}, by hand):', rv_hand.tolist())",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "import torch",
+                "",
+                "T = lambda v: torch.tensor(v, dtype=torch.float64)  # float64, like the page's numpy",
+                f"x = {mat('x')}  # (B, C) = ({b}, {c})",
+                f"gamma, beta = {vec('gamma')}, {vec('beta')}",
+                f"rm0, rv0 = {vec('running_mean')}, {vec('running_var')}",
+                f"eps, m = {spec.eps:.12g}, {m:.12g}  # m: PyTorch's momentum, the weight of the new batch{conv}",
+                f"dy = {mat('dy')}  # upstream gradient dL/dy",
+                "",
+                "mu, var = x.mean(0), x.var(0, correction=0)  # training normalises with the biased variance",
+                "std = torch.sqrt(var + eps)",
+                "x_hat = (x - mu) / std",
+                "y_hand = gamma * x_hat + beta",
+                f"rv_hand = (1 - m) * rv0 + m * var{factor}  # {spec.var_estimator} estimator in the running var",
+                f"dx_hand = gamma / ({b} * std) * ({b} * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))  # closed form",
+                f"bn = torch.nn.BatchNorm1d({c}, eps=eps, momentum=m, dtype=torch.float64)",
+                "with torch.no_grad():",
+                "    bn.weight.copy_(gamma), bn.bias.copy_(beta), bn.running_mean.copy_(rm0), bn.running_var.copy_(rv0)",  # noqa: E501
+                "x.requires_grad_(True)",
+                "try:",
+                "    y = bn(x)",
+                "except ValueError as e:  # B = 1: one value per channel",
+                "    print('torch refuses:', e)",
+                "else:",
+                "    y.backward(dy)  # autograd",
+                "    print('max |y_hand - y_torch|   =', (y_hand - y).abs().max().item())",
+                "    print('max |dx_hand - autograd| =', (dx_hand - x.grad).abs().max().item())",
+                "    print('running mean:', bn.running_mean.tolist(), 'by hand:', ((1 - m) * rm0 + m * mu).tolist())",
+                "    print('running var (torch, unbiased):', bn.running_var.tolist())",
+                f"    print('running var ({spec.var_estimator}, by hand):', rv_hand.tolist())",
+            ]
+        )
+        + "\n"
+    )

@@ -43,13 +43,22 @@ FINETUNE_LR_FACTOR = 0.1  # fine-tuning uses a tenth of the training learning ra
 class InferenceSpec(NetSpec):
     """The BN networks (an MLP and a small CNN) and what is done with them after training."""
 
-    train_epochs: int = param(10, "epochs the BN MLP and CNN are trained for", lo=1, hi=100,
-                              label="Epochs (BN nets)")
+    train_epochs: int = param(10, "epochs the BN MLP and CNN are trained for", lo=1, hi=100, label="Epochs (BN nets)")
     train_batch: int = param(64, "batch size the BN MLP and CNN are trained with", lo=2, hi=512)
-    sgd_momentum: float = param(0.9, "SGD momentum of the BN MLP and CNN (training and fine-tuning)", lo=0.0,
-                                hi=0.99, label="SGD momentum (BN nets)")
-    image: int = param(0, "the test image whose batch-mates change (index into the test set; wraps around)",
-                       lo=0, hi=999, label="Test image (batch-mates)")
+    sgd_momentum: float = param(
+        0.9,
+        "SGD momentum of the BN MLP and CNN (training and fine-tuning)",
+        lo=0.0,
+        hi=0.99,
+        label="SGD momentum (BN nets)",
+    )
+    image: int = param(
+        0,
+        "the test image whose batch-mates change (index into the test set; wraps around)",
+        lo=0,
+        hi=999,
+        label="Test image (batch-mates)",
+    )
     finetune_steps: int = param(60, "fine-tuning steps on the new-camera data", lo=1, hi=2000)
 
 
@@ -125,8 +134,10 @@ class InferenceResult:
             "eval_acc_by_batch": {str(b): float(a) for b, a in zip(mlp.sizes, mlp.eval_acc)},
             "train_mode_acc_by_batch": {str(b): float(a) for b, a in zip(mlp.sizes, mlp.train_acc) if b > 1},
             "batch_size_1_train_error": self.bn1d_error,
-            "batchmates": {"eval_max_abs_diff": self.mates.spread("eval"),
-                           "train_max_abs_diff": self.mates.spread("train")},
+            "batchmates": {
+                "eval_max_abs_diff": self.mates.spread("eval"),
+                "train_max_abs_diff": self.mates.spread("train"),
+            },
         }
 
 
@@ -155,8 +166,16 @@ def batch_statistics(model: nn.Module):
         model.eval()
 
 
-def train_net(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, lr: float,
-              sgd_momentum: float, generator: torch.Generator) -> int | None:
+def train_net(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    steps: int,
+    lr: float,
+    sgd_momentum: float,
+    generator: torch.Generator,
+) -> int | None:
     """SGD on shuffled batches; returns the step where the loss became non-finite, or None."""
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=sgd_momentum)
     sampler = BatchSampler(len(x), batch, generator)
@@ -171,16 +190,20 @@ def train_net(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, st
     return None
 
 
-def accuracy_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int,
-                   eval_per_size: bool = True) -> AccuracyTable:
+def accuracy_table(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, eval_per_size: bool = True
+) -> AccuracyTable:
     """Eval- and train-mode accuracy for every size in SIZES, on the same random partitions. Without
     `eval_per_size`, eval mode is measured once on the whole test set (it treats every sample on its own)."""
     eval_acc, train_acc, error = [], [], ""
     model.eval()
     for b in SIZES:
         with torch.no_grad():
-            eval_acc.append(float(batched_accuracy(model, x, y, b if eval_per_size else len(x),
-                                                   torch.Generator().manual_seed(seed))))
+            eval_acc.append(
+                float(
+                    batched_accuracy(model, x, y, b if eval_per_size else len(x), torch.Generator().manual_seed(seed))
+                )
+            )
         with batch_statistics(model):
             try:
                 train_acc.append(float(batched_accuracy(model, x, y, b, torch.Generator().manual_seed(seed))))
@@ -198,7 +221,7 @@ def cnn_examples(cnn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     cnn.eval()
     p_eval = cnn(x).softmax(-1)[torch.arange(len(y)), y]
     with batch_statistics(cnn):
-        p_alone = torch.stack([cnn(x[i:i + 1]).softmax(-1)[0, y[i]] for i in range(len(y))])
+        p_alone = torch.stack([cnn(x[i : i + 1]).softmax(-1)[0, y[i]] for i in range(len(y))])
     return {"label": y.numpy(), "p_eval": p_eval.numpy(), "p_alone": p_alone.numpy()}
 
 
@@ -208,7 +231,7 @@ def story(cnn: nn.Module, mlp: nn.Module, x: torch.Tensor, y: torch.Tensor) -> S
     deployed = copy.deepcopy(cnn).eval()
     eval_correct = deployed(x).argmax(-1) == y  # eval mode treats each frame on its own: one pass is the same
     forgot = copy.deepcopy(cnn).train()
-    forgot_correct = torch.stack([forgot(x[i:i + 1]).argmax(-1)[0] == y[i] for i in range(len(x))])
+    forgot_correct = torch.stack([forgot(x[i : i + 1]).argmax(-1)[0] == y[i] for i in range(len(x))])
     forgot.eval()
     after = (forgot(x).argmax(-1) == y).float().mean().item()
     try:
@@ -223,7 +246,7 @@ def story(cnn: nn.Module, mlp: nn.Module, x: torch.Tensor, y: torch.Tensor) -> S
 def batch_mates(mlp: nn.Module, data, index: int, seed: int) -> BatchMates:
     x_test, y_test = data.x_test, data.y_test
     i = index % len(x_test)
-    image, label = x_test[i:i + 1], int(y_test[i])
+    image, label = x_test[i : i + 1], int(y_test[i])
     keep = torch.ones(len(x_test), dtype=torch.bool)
     keep[i] = False
     pool_x, pool_y = torch.cat([data.x_train, x_test[keep]]), torch.cat([data.y_train, y_test[keep]])
@@ -240,8 +263,11 @@ def batch_mates(mlp: nn.Module, data, index: int, seed: int) -> BatchMates:
         order = candidates[torch.randperm(len(candidates), generator=gen)]
         return order.repeat(-(-n_mates // len(order)))[:n_mates]  # repeats only if the class is too small
 
-    mates = [draw(torch.nonzero(pool_y == label).flatten()), draw(torch.arange(len(pool_y))),
-             draw(torch.nonzero(pool_y == other).flatten())]
+    mates = [
+        draw(torch.nonzero(pool_y == label).flatten()),
+        draw(torch.arange(len(pool_y))),
+        draw(torch.nonzero(pool_y == other).flatten()),
+    ]
     sizes = [b for b in SIZES if b > 1]
     train, evals = [], []
     for b in sizes:
@@ -250,8 +276,16 @@ def batch_mates(mlp: nn.Module, data, index: int, seed: int) -> BatchMates:
         with batch_statistics(mlp):
             train.append(torch.stack([mlp(xb).softmax(-1)[0] for xb in batches]))
     hw = data.image_shape or (1, x_test.shape[1])
-    return BatchMates(i, label, other, image.reshape(hw).numpy(), np.array(sizes), torch.stack(train).numpy(),
-                      torch.stack(evals).numpy(), alone.numpy())
+    return BatchMates(
+        i,
+        label,
+        other,
+        image.reshape(hw).numpy(),
+        np.array(sizes),
+        torch.stack(train).numpy(),
+        torch.stack(evals).numpy(),
+        alone.numpy(),
+    )
 
 
 def new_camera(x: torch.Tensor) -> torch.Tensor:
@@ -309,8 +343,9 @@ def _finetune_case(mlp: nn.Module, data, spec: InferenceSpec, case: str, eval_st
             accs.append(_eval_accuracies(net, case, tests, data.y_test))
         if step % 20 == 0:
             yield None
-    gamma_change = max(max((m.weight - w).abs().max().item(), (m.bias - b).abs().max().item())
-                       for m, (_, _, w, b) in zip(bns, start))
+    gamma_change = max(
+        max((m.weight - w).abs().max().item(), (m.bias - b).abs().max().item()) for m, (_, _, w, b) in zip(bns, start)
+    )
     yield np.array(drifts), np.array(accs), gamma_change
 
 
@@ -327,8 +362,14 @@ def finetune(mlp: nn.Module, data, spec: InferenceSpec) -> Iterator[FineTune | N
             else:
                 parts.append(part)
     drifts = np.stack([p[0] for p in parts], axis=1)  # (T+1, 2 cases, 2 measures)
-    yield FineTune(np.arange(steps + 1), drifts[..., 0], drifts[..., 1], np.array(eval_steps),
-                   np.stack([p[1] for p in parts], axis=1), np.array([p[2] for p in parts]))
+    yield FineTune(
+        np.arange(steps + 1),
+        drifts[..., 0],
+        drifts[..., 1],
+        np.array(eval_steps),
+        np.stack([p[1] for p in parts], axis=1),
+        np.array([p[2] for p in parts]),
+    )
 
 
 def run(spec: InferenceSpec) -> Iterator[InferenceResult]:
@@ -341,9 +382,19 @@ def run(spec: InferenceSpec) -> Iterator[InferenceResult]:
     steps, lr = max(1, spec.train_epochs * len(x) // batch), spec.lr * batch / REF_BATCH
     result = InferenceResult(spec, bn1d_error=torch_bn1d_error(spec.width))
     gen = torch.Generator().manual_seed(spec.seed)
-    mlp = MLP(data.n_features, data.n_classes, spec.depth, spec.width, spec.activation, norm="batch",
-              norm_place=spec.norm_place, init=spec.init, init_std=spec.init_std, generator=gen,
-              momenta=(spec.momentum,))
+    mlp = MLP(
+        data.n_features,
+        data.n_classes,
+        spec.depth,
+        spec.width,
+        spec.activation,
+        norm="batch",
+        norm_place=spec.norm_place,
+        init=spec.init,
+        init_std=spec.init_std,
+        generator=gen,
+        momenta=(spec.momentum,),
+    )
     cnn = SmallCNN(data.n_classes, norm="batch", image_hw=data.image_shape, generator=gen, momenta=(spec.momentum,))
     for name, net, share in (("MLP", mlp, 0.15), ("CNN", cnn, 0.45)):
         net.train()
@@ -368,8 +419,14 @@ def run(spec: InferenceSpec) -> Iterator[InferenceResult]:
 class TrainVsInferenceSpec(BatchSizeSpec, InferenceSpec):
     """The Train vs inference page: both experiments' settings and the batch size the page looks at."""
 
-    batch_size: int = param(4, "batch size looked at throughout the page: train-mode inference, batch-mates "
-                            "and the marked point of the sweep", lo=1, hi=256, log=True, label="Batch size B")
+    batch_size: int = param(
+        4,
+        "batch size looked at throughout the page: train-mode inference, batch-mates and the marked point of the sweep",
+        lo=1,
+        hi=256,
+        log=True,
+        label="Batch size B",
+    )
 
     def part(self, spec_cls):
         """The settings one experiment needs (its cache key ignores the rest)."""
@@ -381,21 +438,25 @@ PRESETS = {
         {"batch_size": 1},
         "BatchNorm1d refuses a single sample in train mode: one value per channel has no variance. The CNN's "
         "BatchNorm2d accepts one image, because each channel still has 64 pixels, and normalises it with that "
-        "image's own statistics. It runs, and its accuracy drops."),
+        "image's own statistics. It runs, and its accuracy drops.",
+    ),
     "forgot model.eval()": Preset(
         {"batch_size": 64},
         "In the lab, tested in batches of 64, train mode scores about as well as eval mode, so the bug hides. "
         "Deployed frame by frame without .eval(), the same CNN normalises every frame by itself and drops to "
-        "near chance; the MLP's BatchNorm1d crashes at the first frame."),
+        "near chance; the MLP's BatchNorm1d crashes at the first frame.",
+    ),
     "batch-mates change the answer": Preset(
         {"batch_size": 4},
         "In train mode the image's class probabilities depend on which three images share its batch. In eval "
-        "mode they are identical in every batch, and identical to the image alone."),
+        "mode they are identical in every batch, and identical to the image alone.",
+    ),
     "small batches: BN vs GroupNorm": Preset(
         {"batch_size": 2, "norms": ("batch", "group")},
         "Same samples seen, learning rate scaled with the batch size: GroupNorm's accuracy hardly depends on "
         "the batch size, BN's collapses at batch 2. BN's eval mode meets running statistics that its noisy "
-        "2-sample training statistics never matched."),
+        "2-sample training statistics never matched.",
+    ),
 }
 
 
@@ -403,9 +464,11 @@ def pytorch_snippet(spec: InferenceSpec) -> str:
     """Train a BN MLP in plain PyTorch, then eval mode vs train mode at small batches, and batch size 1."""
     b = getattr(spec, "batch_size", 2)
     sizes = sorted({2, max(b, 2), 64})
-    layers = " ".join(["nn.Linear(64, W), nn.BatchNorm1d(W, momentum=M), nn.ReLU(),"]
-                      + ["nn.Linear(W, W), nn.BatchNorm1d(W, momentum=M), nn.ReLU(),"] * (spec.depth - 1))
-    return f'''import copy
+    layers = " ".join(
+        ["nn.Linear(64, W), nn.BatchNorm1d(W, momentum=M), nn.ReLU(),"]
+        + ["nn.Linear(W, W), nn.BatchNorm1d(W, momentum=M), nn.ReLU(),"] * (spec.depth - 1)
+    )
+    return f"""import copy
 
 import torch
 from sklearn.datasets import load_digits
@@ -440,8 +503,13 @@ try:
     copy.deepcopy(model).train()(Xte[:1])
 except ValueError as err:
     print("train mode, batch 1:", err)
-'''
+"""
 
 
-COMMAND = Command("inference", "train a BN MLP and CNN once; eval vs train mode by batch size, batch size 1, "
-                  "batch-mates", InferenceSpec, run, InferenceResult.summary)
+COMMAND = Command(
+    "inference",
+    "train a BN MLP and CNN once; eval vs train mode by batch size, batch size 1, batch-mates",
+    InferenceSpec,
+    run,
+    InferenceResult.summary,
+)

@@ -1,6 +1,6 @@
 """The DLfS weight-init experiment: 16 init stds, each with a BN and a no-BN MLP, as one stacked run.
 
-    python -m normviz init-sweep --epochs 20 --scales 16 --running-init zeros --json sweep.json
+python -m normviz init-sweep --epochs 20 --scales 16 --running-init zeros --json sweep.json
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from normviz.runtime import SpareCore
 from normviz.stacked import StackedMLP, StackShape
 from normviz.train import StackedTrainer, accuracy
 
-RUNNING_INIT_HELP = ("running stats start at 0 (the book: mean 0, var 0, biased variance) or as in PyTorch "
-                     "(mean 0, var 1, unbiased variance)")
+RUNNING_INIT_HELP = (
+    "running stats start at 0 (the book: mean 0, var 0, biased variance) or as in PyTorch "
+    "(mean 0, var 1, unbiased variance)"
+)
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,9 @@ class InitSweepSpec(DataSpec):
 
     n_samples: int = param(1250, "samples in all; 80% (1,000) train", lo=20, hi=70_000)
     test_fraction: float = param(0.2, "share of samples held out", lo=0.05, hi=0.9)
-    scaling: str = param("unit", "input scaling (the book divides pixels by their maximum)",
-                         choices=("standardize", "unit", "none"))
+    scaling: str = param(
+        "unit", "input scaling (the book divides pixels by their maximum)", choices=("standardize", "unit", "none")
+    )
     scales: int = param(16, "number of init stds, log-spaced from scale_max down to scale_min", lo=2, hi=32)
     scale_max: float = param(1.0, "largest init std", lo=1e-4, hi=10.0, log=True)
     scale_min: float = param(1e-4, "smallest init std", lo=1e-5, hi=10.0, log=True)
@@ -67,8 +70,13 @@ class InitSweepResult:
         return self.bn_acc.shape[1] / self.spec.epochs
 
     def summary(self) -> dict:
-        return {"scales": self.scales, "epochs": self.spec.epochs, "running_init": self.spec.running_init,
-                "bn": {"train_acc": self.bn_acc.tolist()}, "plain": {"train_acc": self.plain_acc.tolist()}}
+        return {
+            "scales": self.scales,
+            "epochs": self.spec.epochs,
+            "running_init": self.spec.running_init,
+            "bn": {"train_acc": self.bn_acc.tolist()},
+            "plain": {"train_acc": self.plain_acc.tolist()},
+        }
 
 
 def run(spec: InitSweepSpec, spare_core: SpareCore | None = None) -> Iterator[InitSweepResult]:
@@ -78,15 +86,29 @@ def run(spec: InitSweepSpec, spare_core: SpareCore | None = None) -> Iterator[In
     gen = torch.Generator().manual_seed(spec.seed)
     shape = StackShape(data.n_features, data.n_classes, spec.depth, spec.width, spec.activation)
     book = spec.running_init == "zeros"
-    model = StackedMLP(shape, scales + scales, n_bn=len(scales), generator=gen, momenta=(0.1,),
-                       init="zeros" if book else "pytorch", var_estimator="biased" if book else "unbiased")
-    trainer = StackedTrainer(model, data.x_train, data.y_train, optimizer="sgd", lr=spec.lr,
-                             batch_size=min(spec.batch_size, len(data.x_train)), generator=gen)
+    model = StackedMLP(
+        shape,
+        scales + scales,
+        n_bn=len(scales),
+        generator=gen,
+        momenta=(0.1,),
+        init="zeros" if book else "pytorch",
+        var_estimator="biased" if book else "unbiased",
+    )
+    trainer = StackedTrainer(
+        model,
+        data.x_train,
+        data.y_train,
+        optimizer="sgd",
+        lr=spec.lr,
+        batch_size=min(spec.batch_size, len(data.x_train)),
+        generator=gen,
+    )
     per_epoch, throttle = [], Throttle()
 
     def snapshot(done):
         acc = np.array(per_epoch, np.float32).reshape(-1, 2 * len(scales)).T  # (2S, epochs_done)
-        return InitSweepResult(spec, scales, acc[: len(scales)], acc[len(scales):], list(trainer.diverged_at), done)
+        return InitSweepResult(spec, scales, acc[: len(scales)], acc[len(scales) :], list(trainer.diverged_at), done)
 
     # its (32, 100, 100) operations are large enough to share out between cores
     spare_core = spare_core or SpareCore()
@@ -105,8 +127,14 @@ def run(spec: InitSweepSpec, spare_core: SpareCore | None = None) -> Iterator[In
     yield snapshot(True)
 
 
-COMMAND = Command("init-sweep", "the DLfS init-scale sweep: 16 init stds x (BN, no BN), train accuracy per epoch",
-                  InitSweepSpec, run, InitSweepResult.summary, aliases={"data": "dataset"})
+COMMAND = Command(
+    "init-sweep",
+    "the DLfS init-scale sweep: 16 init stds x (BN, no BN), train accuracy per epoch",
+    InitSweepSpec,
+    run,
+    InitSweepResult.summary,
+    aliases={"data": "dataset"},
+)
 
 
 # --- teaching: presets, the PyTorch snippet, the report's figures ------------------------------------
@@ -118,7 +146,8 @@ PRESETS = {
         "learns at almost every scale from 1 down to about 1e-3 (slowly at the largest); without BN (dashed) "
         "only the two scales near 0.2-0.3 learn: larger ones diverge (no curve), smaller ones stay at chance "
         "(about 10%). At the very smallest scales BN fails too: a layer's input variance falls below BN's "
-        "eps (1e-5), so it is no longer scaled up to 1."),
+        "eps (1e-5), so it is no longer scaled up to 1.",
+    ),
 }
 
 
@@ -126,37 +155,47 @@ def pytorch_snippet(spec: InitSweepSpec) -> str:
     """A short script: the sweep with torch.nn, final train accuracy (eval mode) per init std, BN and not."""
     data_import, data = snippets.data_lines(spec)
     act = snippets.ACTIVATION_MODULES[spec.activation]
-    zeros = ("            m.running_var.zero_()  # the book starts running var at 0 (PyTorch: 1)"
-             if spec.running_init == "zeros" else None)
+    zeros = (
+        "            m.running_var.zero_()  # the book starts running var at 0 (PyTorch: 1)"
+        if spec.running_init == "zeros"
+        else None
+    )
     batches = snippets.split_sizes(spec)[1] // spec.batch_size
-    code = ["import torch", "from torch import nn", data_import, "", *data, "",
-            "def mlp(std, bn):",
-            f"    torch.manual_seed({spec.seed})  # the same weights up to scale for every network",
-            f"    norm = (lambda: nn.BatchNorm1d({spec.width})) if bn else nn.Identity",
-            f"    blocks = [nn.Sequential(nn.Linear(n, {spec.width}), norm(), {act}) "
-            f"for n in [x.shape[1]] + [{spec.width}] * {spec.depth - 1}]",
-            f"    net = nn.Sequential(*blocks, nn.Linear({spec.width}, int(y.max()) + 1))",
-            "    for m in net.modules():",
-            "        if isinstance(m, nn.Linear):",
-            "            nn.init.normal_(m.weight, std=std)",
-            "            nn.init.zeros_(m.bias)",
-            *(["        if isinstance(m, nn.BatchNorm1d):", zeros] if zeros else []),
-            "    return net",
-            "",
-            "def train(net):  # returns the train accuracy in eval mode, as the book measures it",
-            f"    opt = torch.optim.SGD(net.parameters(), lr={spec.lr:g})",
-            f"    for epoch in range({spec.epochs}):",
-            f"        for idx in torch.randperm(len(x_train)).split({spec.batch_size})[:{batches}]:  # full batches",
-            "            loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-            "            opt.zero_grad()",
-            "            loss.backward()",
-            "            opt.step()",
-            "    acc = (net.eval()(x_train).argmax(1) == y_train).float().mean().item()",
-            "    return acc if loss.isfinite() else float('nan')  # nan: the training diverged",
-            "",
-            "print('init std    BN  no BN   (train accuracy in eval mode)')",
-            f"for std in {snippets.logspace_expr(spec.scale_max, spec.scale_min, spec.scales)}:",
-            "    print(f'{std:8.2g}  {train(mlp(std, True)):4.0%}  {train(mlp(std, False)):4.0%}')"]
+    code = [
+        "import torch",
+        "from torch import nn",
+        data_import,
+        "",
+        *data,
+        "",
+        "def mlp(std, bn):",
+        f"    torch.manual_seed({spec.seed})  # the same weights up to scale for every network",
+        f"    norm = (lambda: nn.BatchNorm1d({spec.width})) if bn else nn.Identity",
+        f"    blocks = [nn.Sequential(nn.Linear(n, {spec.width}), norm(), {act}) "
+        f"for n in [x.shape[1]] + [{spec.width}] * {spec.depth - 1}]",
+        f"    net = nn.Sequential(*blocks, nn.Linear({spec.width}, int(y.max()) + 1))",
+        "    for m in net.modules():",
+        "        if isinstance(m, nn.Linear):",
+        "            nn.init.normal_(m.weight, std=std)",
+        "            nn.init.zeros_(m.bias)",
+        *(["        if isinstance(m, nn.BatchNorm1d):", zeros] if zeros else []),
+        "    return net",
+        "",
+        "def train(net):  # returns the train accuracy in eval mode, as the book measures it",
+        f"    opt = torch.optim.SGD(net.parameters(), lr={spec.lr:g})",
+        f"    for epoch in range({spec.epochs}):",
+        f"        for idx in torch.randperm(len(x_train)).split({spec.batch_size})[:{batches}]:  # full batches",
+        "            loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
+        "            opt.zero_grad()",
+        "            loss.backward()",
+        "            opt.step()",
+        "    acc = (net.eval()(x_train).argmax(1) == y_train).float().mean().item()",
+        "    return acc if loss.isfinite() else float('nan')  # nan: the training diverged",
+        "",
+        "print('init std    BN  no BN   (train accuracy in eval mode)')",
+        f"for std in {snippets.logspace_expr(spec.scale_max, spec.scale_min, spec.scales)}:",
+        "    print(f'{std:8.2g}  {train(mlp(std, True)):4.0%}  {train(mlp(std, False)):4.0%}')",
+    ]
     return "\n".join(code) + "\n"
 
 

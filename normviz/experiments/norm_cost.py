@@ -39,8 +39,9 @@ class CostSpec(Spec):
     """Which model, which batch sizes."""
 
     model: str = model_param()
-    cost_batch_sizes: tuple[int, ...] = param((16, 64, 256), "batch sizes to time one training step at",
-                                              lo=2, hi=1024, label="Cost: batch sizes")
+    cost_batch_sizes: tuple[int, ...] = param(
+        (16, 64, 256), "batch sizes to time one training step at", lo=2, hi=1024, label="Cost: batch sizes"
+    )
     groups: int = groups_param()
 
 
@@ -104,17 +105,22 @@ class CostResult:
         ratio = float(np.nanmedian(self.ms_median / self.ms)) if np.isfinite(self.ms).any() else 1.0
         if ratio < 1.5:
             return ""
-        return (f"This computer was busy while timing (a typical round took {ratio:.1f}x the fastest one), so "
-                "these numbers are rough; a share below 0 means the difference is within that noise. Run again "
-                "(change the seed) when it is idle.")
+        return (
+            f"This computer was busy while timing (a typical round took {ratio:.1f}x the fastest one), so "
+            "these numbers are rough; a share below 0 means the difference is within that noise. Run again "
+            "(change the seed) when it is idle."
+        )
 
     def table(self) -> list[dict]:
         rows, share = [], self.share()
         for k, (norm, impl) in enumerate(self.configs):
             if norm == "none":
                 continue
-            row = {"norm": NORM_LABELS.get(norm, norm), "layers": "written out (normviz)" if impl == "ours"
-                   else "torch built-in", "tensor ops per step": int(self.ops[k])}
+            row = {
+                "norm": NORM_LABELS.get(norm, norm),
+                "layers": "written out (normviz)" if impl == "ours" else "torch built-in",
+                "tensor ops per step": int(self.ops[k]),
+            }
             for j, b in enumerate(self.batch_sizes):
                 row[f"ms/step, batch {b}"] = _num(self.ms[k, j])
                 row[f"share in norm, batch {b}"] = _num(share[k, j])
@@ -122,11 +128,16 @@ class CostResult:
         return rows
 
     def summary(self) -> dict:
-        return {"spec": self.spec.to_dict(), "batch_sizes": list(self.batch_sizes),
-                "no_norm_ms": [_num(v) for v in self.baseline()],
-                "no_norm_ops": int(self.ops[self.configs.index(("none", "ours"))]), "table": self.table(),
-                "resnet50_gpu_share_claim": RESNET50_GPU_SHARE, "threads": torch.get_num_threads(),
-                "clock": "thread CPU time" if torch.get_num_threads() == 1 else "wall time"}
+        return {
+            "spec": self.spec.to_dict(),
+            "batch_sizes": list(self.batch_sizes),
+            "no_norm_ms": [_num(v) for v in self.baseline()],
+            "no_norm_ops": int(self.ops[self.configs.index(("none", "ours"))]),
+            "table": self.table(),
+            "resnet50_gpu_share_claim": RESNET50_GPU_SHARE,
+            "threads": torch.get_num_threads(),
+            "clock": "thread CPU time" if torch.get_num_threads() == 1 else "wall time",
+        }
 
 
 def explain(result: CostResult) -> str:
@@ -137,10 +148,14 @@ def explain(result: CostResult) -> str:
     parts = ", ".join(f"{share[k_bn, i]:.0%} at batch {b}" for i, b in enumerate(sizes))
     model = "CNN" if result.spec.model == "cnn" else "MLP"
     k_none = result.configs.index(("none", "ours"))
-    size = ("An 8x8 image with 16-32 channels" if result.spec.model == "cnn" else "A 64-unit layer")
+    size = "An 8x8 image with 16-32 channels" if result.spec.model == "cnn" else "A 64-unit layer"
     ops = result.ops
-    counted = (f" Counted here, one forward and backward pass runs {ops[k_none]} tensor operations without norm "
-               f"layers, {ops[k_bn]} with our BatchNorm and {ops[k_torch]} with torch's." if ops[k_bn] else "")
+    counted = (
+        f" Counted here, one forward and backward pass runs {ops[k_none]} tensor operations without norm "
+        f"layers, {ops[k_bn]} with our BatchNorm and {ops[k_torch]} with torch's."
+        if ops[k_bn]
+        else ""
+    )
     return (
         f"**Measured here** (CPU, {torch.get_num_threads()} thread): one training step of the {model} at batch "
         f"{sizes[j]} takes {result.baseline()[j]:.2f} ms without norm layers and {result.ms[k_bn, j]:.2f} ms with "
@@ -201,6 +216,7 @@ def _trainer(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         opt.zero_grad()
         loss.backward()
         opt.step()
+
     return step
 
 
@@ -247,13 +263,17 @@ def run(spec: CostSpec) -> Iterator[CostResult]:
 def pytorch_snippet(spec: CostSpec) -> str:
     b = spec.cost_batch_sizes[0]
     if spec.model == "cnn":
-        net = ("nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), norm(16), nn.ReLU(),\n"
-               "        nn.Conv2d(16, 32, 3, 2, 1), norm(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), "
-               "nn.Linear(32, 10))")
+        net = (
+            "nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), norm(16), nn.ReLU(),\n"
+            "        nn.Conv2d(16, 32, 3, 2, 1), norm(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), "
+            "nn.Linear(32, 10))"
+        )
         norms = "{'none': nn.Identity, 'batch': nn.BatchNorm2d, 'group': lambda c: nn.GroupNorm(4, c)}"
     else:
-        net = ("nn.Sequential(nn.Linear(64, 64), norm(64), nn.ReLU(), nn.Linear(64, 64), norm(64), nn.ReLU(),\n"
-               "        nn.Linear(64, 10))")
+        net = (
+            "nn.Sequential(nn.Linear(64, 64), norm(64), nn.ReLU(), nn.Linear(64, 64), norm(64), nn.ReLU(),\n"
+            "        nn.Linear(64, 10))"
+        )
         norms = "{'none': nn.Identity, 'batch': nn.BatchNorm1d, 'layer': nn.LayerNorm}"
     return f"""import time
 import torch
@@ -280,5 +300,10 @@ for name, ms in times.items():
 """
 
 
-COMMAND = Command("norm-cost", "time per training step with each norm and the share spent in the norm layers",
-                  CostSpec, run, CostResult.summary)
+COMMAND = Command(
+    "norm-cost",
+    "time per training step with each norm and the share spent in the norm layers",
+    CostSpec,
+    run,
+    CostResult.summary,
+)

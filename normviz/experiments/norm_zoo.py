@@ -38,14 +38,20 @@ MLP_DEPTH, MLP_WIDTH = 3, 64
 RENORM_KWARGS = {"momentum": 0.1, "rmax": 3.0, "dmax": 5.0}  # momentum as BN's, so both run the same schedule
 SMOOTH = 20  # steps averaged for the "final loss"
 # RunningStats' in-place lerp_ has no vmap batching rule: torch falls back to a loop over the copies and says so
-warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the "
-                        "batching rule for aten::lerp_")
+warnings.filterwarnings(
+    "ignore",
+    message="There is a performance drop because we have not yet implemented the batching rule for aten::lerp_",
+)
 
 
 # settings several views share: one definition each, so that the page's single spec stays consistent
 def model_param():
-    return param("cnn", "the network: a 2-conv CNN (16, 32 channels) on the 8x8 images, or a 3x64 MLP",
-                 choices=MODELS, label="Model")
+    return param(
+        "cnn",
+        "the network: a 2-conv CNN (16, 32 channels) on the 8x8 images, or a 3x64 MLP",
+        choices=MODELS,
+        label="Model",
+    )
 
 
 def batch_param():
@@ -61,8 +67,13 @@ def lr_param():
 
 
 def groups_param():
-    return param(4, "GroupNorm's number of groups G (if G does not divide the channel count, the largest divisor "
-                 "below it is used)", lo=1, hi=32, label="GroupNorm groups G")
+    return param(
+        4,
+        "GroupNorm's number of groups G (if G does not divide the channel count, the largest divisor below it is used)",
+        lo=1,
+        hi=32,
+        label="GroupNorm groups G",
+    )
 
 
 @dataclass(frozen=True)
@@ -74,8 +85,14 @@ class ZooSpec(Spec):
     steps: int = steps_param()
     lr: float = lr_param()
     groups: int = groups_param()
-    seeds: int = param(1, "initial weights per norm; more than one are trained as one vmapped computation and the "
-                       "table shows their range", lo=1, hi=5, label="Seeds per norm")
+    seeds: int = param(
+        1,
+        "initial weights per norm; more than one are trained as one vmapped computation and the "
+        "table shows their range",
+        lo=1,
+        hi=5,
+        label="Seeds per norm",
+    )
 
 
 def norms_for(model: str) -> tuple[str, ...]:
@@ -96,8 +113,15 @@ def build(model: str, norm: str, groups: int, seed: int, n_classes: int = 10) ->
     kind = "group" if norm == "group+ws" else norm
     kwargs = RENORM_KWARGS if kind == "renorm" else {}
     if model == "cnn":
-        return SmallCNN(n_classes, CNN_CHANNELS, kind, groups=groups, weight_standardization=norm == "group+ws",
-                        generator=gen, **kwargs)
+        return SmallCNN(
+            n_classes,
+            CNN_CHANNELS,
+            kind,
+            groups=groups,
+            weight_standardization=norm == "group+ws",
+            generator=gen,
+            **kwargs,
+        )
     if norm not in MLP_NORMS:
         raise ValueError(f"the MLP has no {norm!r}: {NORM_LABELS.get(norm, norm)} needs conv layers")
     if kind == "group":
@@ -134,8 +158,9 @@ class Replicas:
             return
         self.params, self.buffers = stack_module_state(models)  # name -> (R, ...) leaf tensors
         self.module = copy.deepcopy(models[0]).to("meta")  # the architecture; its weights live in params
-        self._vmapped = torch.func.vmap(lambda p, b, x: functional_call(self.module, (p, b), (x,)),
-                                        in_dims=(0, 0, None), randomness="different")
+        self._vmapped = torch.func.vmap(
+            lambda p, b, x: functional_call(self.module, (p, b), (x,)), in_dims=(0, 0, None), randomness="different"
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.r == 1:
@@ -179,8 +204,7 @@ class ZooResult:
             d = self.diverged_at[k] if self.diverged_at else None
             last = self.loss[-SMOOTH:, k] if len(self.loss) else np.zeros(0)
             test = self.test_acc[-1, k] if len(self.test_acc) and not d else None
-            row = {"norm": NORM_LABELS.get(norm, norm),
-                   "test accuracy": None if test is None else float(test.mean())}
+            row = {"norm": NORM_LABELS.get(norm, norm), "test accuracy": None if test is None else float(test.mean())}
             if self.spec.seeds > 1:
                 row["test accuracy, lowest seed"] = None if test is None else float(test.min())
                 row["test accuracy, highest seed"] = None if test is None else float(test.max())
@@ -192,10 +216,17 @@ class ZooResult:
         return rows
 
     def summary(self) -> dict:
-        return {"spec": self.spec.to_dict(), "norms": list(self.norms), "groups_used": self.groups_used,
-                "steps_done": self.steps_done, "batch_size": self.spec.batch_size, "seeds": self.spec.seeds,
-                "table": self.table(), "probe_steps": self.probe_steps.tolist(),
-                "test_acc": {n: self.test_acc[:, k].mean(-1).tolist() for k, n in enumerate(self.norms)}}
+        return {
+            "spec": self.spec.to_dict(),
+            "norms": list(self.norms),
+            "groups_used": self.groups_used,
+            "steps_done": self.steps_done,
+            "batch_size": self.spec.batch_size,
+            "seeds": self.spec.seeds,
+            "table": self.table(),
+            "probe_steps": self.probe_steps.tolist(),
+            "test_acc": {n: self.test_acc[:, k].mean(-1).tolist() for k, n in enumerate(self.norms)},
+        }
 
 
 def probe_schedule(steps: int, points: int = 10) -> set[int]:
@@ -209,8 +240,9 @@ def run(spec: ZooSpec) -> Iterator[ZooResult]:
     seeds = range(spec.seed, spec.seed + spec.seeds)
     stacks = [Replicas([build(spec.model, n, spec.groups, s, data.n_classes) for s in seeds]) for n in norms]
     opts = [torch.optim.Adam(m.parameters(), lr=spec.lr, fused=True) for m in stacks]
-    sampler = BatchSampler(len(data.x_train), min(spec.batch_size, len(data.x_train)),
-                           torch.Generator().manual_seed(spec.seed))
+    sampler = BatchSampler(
+        len(data.x_train), min(spec.batch_size, len(data.x_train)), torch.Generator().manual_seed(spec.seed)
+    )
     first = CNN_CHANNELS[0] if spec.model == "cnn" else MLP_WIDTH
     x_fit, y_fit = data.x_train[:500], data.y_train[:500]
     losses, probe_steps, test_acc = [], [], []
@@ -220,15 +252,26 @@ def run(spec: ZooSpec) -> Iterator[ZooResult]:
 
     def record(step):
         probe_steps.append(step)
-        test_acc.append([m.accuracy(data.x_test, data.y_test) if d is None else dead
-                         for m, d in zip(stacks, diverged)])
+        test_acc.append([m.accuracy(data.x_test, data.y_test) if d is None else dead for m, d in zip(stacks, diverged)])
 
     def snapshot(step, done):
-        train = np.array([m.accuracy(x_fit, y_fit) if d is None else dead for m, d in zip(stacks, diverged)],
-                         np.float32) if done else None
-        return ZooResult(spec, norms, effective_groups(first, spec.groups), step, done,
-                         np.array(losses, np.float32).reshape(-1, len(norms)), np.array(probe_steps, np.int64),
-                         np.array(test_acc, np.float32).reshape(-1, len(norms), spec.seeds), train, list(diverged))
+        train = (
+            np.array([m.accuracy(x_fit, y_fit) if d is None else dead for m, d in zip(stacks, diverged)], np.float32)
+            if done
+            else None
+        )
+        return ZooResult(
+            spec,
+            norms,
+            effective_groups(first, spec.groups),
+            step,
+            done,
+            np.array(losses, np.float32).reshape(-1, len(norms)),
+            np.array(probe_steps, np.int64),
+            np.array(test_acc, np.float32).reshape(-1, len(norms), spec.seeds),
+            train,
+            list(diverged),
+        )
 
     record(0)
     yield snapshot(0, False)
@@ -269,35 +312,46 @@ PRESETS = {
         "x̂ is exactly +1 or −1 whatever the input; the running averages it uses at test time describe something "
         "else. BatchNorm and Batch Renorm fall far behind; LayerNorm and GroupNorm use each sample's own "
         "statistics and do not care. (In the CNN, BN still averages over 2 x 64 positions per channel and "
-        "suffers much less: switch the model.)"),
+        "suffers much less: switch the model.)",
+    ),
     "Three seeds: is the difference real?": Preset(
         {"seeds": 3},
         "Each norm now trains from three initial weights, as one vmapped computation; the bands and the table "
         "show the lowest and the highest seed. A gap between two norms means something only if it is wider "
-        "than their bands."),
+        "than their bands.",
+    ),
     "The MLP: no InstanceNorm there": Preset(
         {"model": "mlp"},
         "An MLP's activations are (B, C) with no spatial positions: InstanceNorm would normalise a single value "
-        "to 0, so it is left out, and there are no convolutions to weight-standardise."),
+        "to 0, so it is left out, and there are no convolutions to weight-standardise.",
+    ),
 }
 
 
 def pytorch_snippet(spec: ZooSpec) -> str:
     norm_layer = {
-        "cnn": ("lambda c, kind: {'batch': nn.BatchNorm2d(c), 'layer': nn.GroupNorm(1, c), "
-                "'instance': nn.InstanceNorm2d(c, affine=True),\n"
-                f"    'group': nn.GroupNorm({effective_groups(CNN_CHANNELS[0], spec.groups)}, c)}}[kind]"),
-        "mlp": ("lambda c, kind: {'batch': nn.BatchNorm1d(c), 'layer': nn.LayerNorm(c), "
-                f"'group': nn.GroupNorm({effective_groups(MLP_WIDTH, spec.groups)}, c)}}[kind]"),
+        "cnn": (
+            "lambda c, kind: {'batch': nn.BatchNorm2d(c), 'layer': nn.GroupNorm(1, c), "
+            "'instance': nn.InstanceNorm2d(c, affine=True),\n"
+            f"    'group': nn.GroupNorm({effective_groups(CNN_CHANNELS[0], spec.groups)}, c)}}[kind]"
+        ),
+        "mlp": (
+            "lambda c, kind: {'batch': nn.BatchNorm1d(c), 'layer': nn.LayerNorm(c), "
+            f"'group': nn.GroupNorm({effective_groups(MLP_WIDTH, spec.groups)}, c)}}[kind]"
+        ),
     }[spec.model]
     if spec.model == "cnn":
-        net = ("nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), norm(16, kind), nn.ReLU(),\n"
-               "        nn.Conv2d(16, 32, 3, 2, 1), norm(32, kind), nn.ReLU(), nn.AdaptiveAvgPool2d(1), "
-               "nn.Flatten(), nn.Linear(32, 10))")
+        net = (
+            "nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), norm(16, kind), nn.ReLU(),\n"
+            "        nn.Conv2d(16, 32, 3, 2, 1), norm(32, kind), nn.ReLU(), nn.AdaptiveAvgPool2d(1), "
+            "nn.Flatten(), nn.Linear(32, 10))"
+        )
         kinds = "['batch', 'layer', 'instance', 'group']"
     else:
-        net = ("nn.Sequential(nn.Linear(64, 64), norm(64, kind), nn.ReLU(), nn.Linear(64, 64), norm(64, kind), "
-               "nn.ReLU(),\n        nn.Linear(64, 10))")
+        net = (
+            "nn.Sequential(nn.Linear(64, 64), norm(64, kind), nn.ReLU(), nn.Linear(64, 64), norm(64, kind), "
+            "nn.ReLU(),\n        nn.Linear(64, 10))"
+        )
         kinds = "['batch', 'layer', 'group']"
     return f"""import torch
 from torch import nn
@@ -328,5 +382,10 @@ for kind in {kinds}:
 """
 
 
-COMMAND = Command("norm-zoo", "one CNN or MLP on the digits trained with every norm: curves and accuracy table",
-                  ZooSpec, run, ZooResult.summary)
+COMMAND = Command(
+    "norm-zoo",
+    "one CNN or MLP on the digits trained with every norm: curves and accuracy table",
+    ZooSpec,
+    run,
+    ZooResult.summary,
+)

@@ -65,22 +65,33 @@ class RNNResult:
         gap = np.abs(self.seen_std / self.used_std - 1)  # (24,)
         inside, beyond = gap[:TRAIN_STEPS].mean(), gap[TRAIN_STEPS:].mean()
         lengths = " / ".join(str(TRAIN_STEPS * r) for r in REPEATS)
-        return (f"Test accuracy at {lengths} steps: per-step BN reusing step 7's statistics {accs('batch')}, "
-                f"LayerNorm {accs('layer')}, no norm {accs('none')}. The std BN divides by is off from the real one "
-                f"by {inside:.0%} on average over steps 0–7 and by {beyond:.0%} beyond them. Reading the image "
-                "again makes the later steps look much like the first eight, so here reusing step 7's statistics "
-                f"costs {'little' if beyond < 0.25 else 'a lot'}; with inputs that change over time nothing "
-                "guarantees that, which is why RowRNN refuses by default.")
+        return (
+            f"Test accuracy at {lengths} steps: per-step BN reusing step 7's statistics {accs('batch')}, "
+            f"LayerNorm {accs('layer')}, no norm {accs('none')}. The std BN divides by is off from the real one "
+            f"by {inside:.0%} on average over steps 0–7 and by {beyond:.0%} beyond them. Reading the image "
+            "again makes the later steps look much like the first eight, so here reusing step 7's statistics "
+            f"costs {'little' if beyond < 0.25 else 'a lot'}; with inputs that change over time nothing "
+            "guarantees that, which is why RowRNN refuses by default."
+        )
 
     def summary(self) -> dict:
-        out = {"spec": self.spec.to_dict(), "norms": list(NORMS), "steps_done": self.steps_done,
-               "sequence_lengths": [TRAIN_STEPS * r for r in REPEATS],
-               "test_acc": {n: self.test_acc[-1, k].item() for k, n in enumerate(NORMS)} if len(self.test_acc)
-               else {}, "long_sequence_acc": self.long_acc, "bn_refusal": self.refusal}
+        out = {
+            "spec": self.spec.to_dict(),
+            "norms": list(NORMS),
+            "steps_done": self.steps_done,
+            "sequence_lengths": [TRAIN_STEPS * r for r in REPEATS],
+            "test_acc": {n: self.test_acc[-1, k].item() for k, n in enumerate(NORMS)} if len(self.test_acc) else {},
+            "long_sequence_acc": self.long_acc,
+            "bn_refusal": self.refusal,
+        }
         if self.bn_mean is not None:
             out["bn_per_step"] = {"mean": self.bn_mean.tolist(), "var": self.bn_var.tolist()}
-            out["bn_mismatch"] = {"shift": self.shift.tolist(), "std_ratio": self.std_ratio.tolist(),
-                                  "seen_std": self.seen_std.tolist(), "used_std": self.used_std.tolist()}
+            out["bn_mismatch"] = {
+                "shift": self.shift.tolist(),
+                "std_ratio": self.std_ratio.tolist(),
+                "seen_std": self.seen_std.tolist(),
+                "used_std": self.used_std.tolist(),
+            }
         return out
 
 
@@ -119,11 +130,14 @@ def bn_mismatch(model: RowRNN, x: torch.Tensor, repeat: int) -> dict[str, np.nda
 
 def run(spec: RNNSpec) -> Iterator[RNNResult]:
     data = digits(spec.seed)
-    models = [RowRNN(data.n_classes, HIDDEN, n, TRAIN_STEPS, generator=torch.Generator().manual_seed(spec.seed))
-              for n in NORMS]
+    models = [
+        RowRNN(data.n_classes, HIDDEN, n, TRAIN_STEPS, generator=torch.Generator().manual_seed(spec.seed))
+        for n in NORMS
+    ]
     opts = [torch.optim.Adam(m.parameters(), lr=spec.lr) for m in models]
-    sampler = BatchSampler(len(data.x_train), min(spec.batch_size, len(data.x_train)),
-                           torch.Generator().manual_seed(spec.seed))
+    sampler = BatchSampler(
+        len(data.x_train), min(spec.batch_size, len(data.x_train)), torch.Generator().manual_seed(spec.seed)
+    )
     losses, probe_steps, test_acc = [], [], []
     probes, throttle = probe_schedule(spec.steps), Throttle()
 
@@ -132,8 +146,14 @@ def run(spec: RNNSpec) -> Iterator[RNNResult]:
         test_acc.append([accuracy(m, data.x_test, data.y_test) for m in models])
 
     def snapshot(step):
-        return RNNResult(spec, step, False, np.array(losses, np.float32).reshape(-1, len(NORMS)),
-                         np.array(probe_steps), np.array(test_acc, np.float32).reshape(-1, len(NORMS)))
+        return RNNResult(
+            spec,
+            step,
+            False,
+            np.array(losses, np.float32).reshape(-1, len(NORMS)),
+            np.array(probe_steps),
+            np.array(test_acc, np.float32).reshape(-1, len(NORMS)),
+        )
 
     record(0)
     yield snapshot(0)
@@ -176,7 +196,8 @@ PRESETS = {
         {"steps": 300},
         "BN keeps one mean and variance per time step (the heatmaps): step 0, which has no previous hidden state, "
         "looks nothing like step 7. Beyond 8 steps it has no statistics; reusing step 7's drifts away from what "
-        "the layer really sees, while LayerNorm normalises each sample with its own statistics at any length."),
+        "the layer really sees, while LayerNorm normalises each sample with its own statistics at any length.",
+    ),
 }
 
 
@@ -216,5 +237,10 @@ print("running var of step 0 vs step 7:", bns[0].running_var[:3], bns[7].running
 """
 
 
-COMMAND = Command("rnn-norms", "RowRNN on digit rows with per-time-step BN vs LayerNorm; longer test sequences",
-                  RNNSpec, run, RNNResult.summary)
+COMMAND = Command(
+    "rnn-norms",
+    "RowRNN on digit rows with per-time-step BN vs LayerNorm; longer test sequences",
+    RNNSpec,
+    run,
+    RNNResult.summary,
+)

@@ -34,9 +34,9 @@ TRACE_CHANNELS = 16  # channels per layer whose trajectories are kept (Chart A);
 MAX_TRACE = 1000  # at most this many trajectory points per run (long runs keep every k-th step)
 POPULATIONS = {
     "precise": "(a) PreciseBN: average of the per-batch statistics over one pass of the training set in "
-               "batches of the training size, train mode (what an EMA converges to)",
+    "batches of the training size, train mode (what an EMA converges to)",
     "eval": "(b) what eval mode meets: the whole training set, layer by layer, every earlier layer already "
-            "normalised with its own population statistics",
+    "normalised with its own population statistics",
 }
 
 
@@ -56,31 +56,60 @@ class MomentumSpec(ModelSpec, DataSpec):
     """Everything the Running statistics view trains with."""
 
     momenta: tuple[float, ...] = param(
-        PYTORCH_DEFAULT, "momenta to track, in the chosen convention (default 0.001,0.01,0.1,0.5 in PyTorch's; "
-        "written 0.999,0.99,0.9,0.5 in Keras')", lo=0.0, hi=1.0)
-    cma: bool = param(True, "also track the cumulative average (PyTorch momentum=None: 1/num_batches_tracked)",
-                      label="Cumulative average (momentum=None)")
-    convention: str = param("pytorch", "how momenta are written: PyTorch (weight of the new batch) or "
-                            "Keras/TF/Flax (weight of the old value = 1 - PyTorch's)", choices=tuple(CONVENTIONS))
-    var_estimator: str = param("unbiased", "running var from the unbiased batch variance n/(n-1) (PyTorch, "
-                               "TF fused) or the biased one (Keras 3, Flax, the book)", choices=("unbiased", "biased"))
-    running_init: str = param("pytorch", "running stats start at mean 0, var 1 (PyTorch) or at 0 (the book)",
-                              choices=("pytorch", "zeros"))
-    bias_correction: bool = param(False, "divide each EMA by 1-(1-m)^t as Adam does (no framework does; removes "
-                                  "the start-up bias and makes the running init irrelevant)")
-    schedule: str = param("constant", "momentum schedule: constant, or a linear ramp from m down to m/10 at the "
-                          "last step so the estimates settle", choices=("constant", "ramp"))
-    lr: float = param(0.05, "SGD learning rate (0 freezes the network: a stationary population)",
-                      lo=0.0, hi=10.0, log=True)
+        PYTORCH_DEFAULT,
+        "momenta to track, in the chosen convention (default 0.001,0.01,0.1,0.5 in PyTorch's; "
+        "written 0.999,0.99,0.9,0.5 in Keras')",
+        lo=0.0,
+        hi=1.0,
+    )
+    cma: bool = param(
+        True,
+        "also track the cumulative average (PyTorch momentum=None: 1/num_batches_tracked)",
+        label="Cumulative average (momentum=None)",
+    )
+    convention: str = param(
+        "pytorch",
+        "how momenta are written: PyTorch (weight of the new batch) or "
+        "Keras/TF/Flax (weight of the old value = 1 - PyTorch's)",
+        choices=tuple(CONVENTIONS),
+    )
+    var_estimator: str = param(
+        "unbiased",
+        "running var from the unbiased batch variance n/(n-1) (PyTorch, "
+        "TF fused) or the biased one (Keras 3, Flax, the book)",
+        choices=("unbiased", "biased"),
+    )
+    running_init: str = param(
+        "pytorch", "running stats start at mean 0, var 1 (PyTorch) or at 0 (the book)", choices=("pytorch", "zeros")
+    )
+    bias_correction: bool = param(
+        False,
+        "divide each EMA by 1-(1-m)^t as Adam does (no framework does; removes "
+        "the start-up bias and makes the running init irrelevant)",
+    )
+    schedule: str = param(
+        "constant",
+        "momentum schedule: constant, or a linear ramp from m down to m/10 at the last step so the estimates settle",
+        choices=("constant", "ramp"),
+    )
+    lr: float = param(
+        0.05, "SGD learning rate (0 freezes the network: a stationary population)", lo=0.0, hi=10.0, log=True
+    )
     batch_size: int = param(64, "samples per training step", lo=2, hi=1024)
     steps: int = param(500, "training steps", lo=1, hi=5000)
     pop_every: int = param(10, "compute population statistics and accuracies every k steps", lo=1, hi=1000)
-    recalibrate_batches: int = param(20, "PreciseBN after training: recompute the running stats from N "
-                                     "training batches", lo=1, hi=1000, label="PreciseBN batches N")
+    recalibrate_batches: int = param(
+        20,
+        "PreciseBN after training: recompute the running stats from N training batches",
+        lo=1,
+        hi=1000,
+        label="PreciseBN batches N",
+    )
     depth: int = param(3, "hidden layers (each with BatchNorm)", lo=1, hi=10)
     width: int = param(64, "units per hidden layer", lo=4, hi=512)
-    init: str = param("he", "weight init: a plain std (DLfS weight_init_std), Xavier or He",
-                      choices=("std", "xavier", "he"))
+    init: str = param(
+        "he", "weight init: a plain std (DLfS weight_init_std), Xavier or He", choices=("std", "xavier", "he")
+    )
 
     def __post_init__(self):
         # the default list means the same four momenta, written in the chosen convention
@@ -91,11 +120,13 @@ class MomentumSpec(ModelSpec, DataSpec):
     def validate(self):
         super().validate()
         if self.convention == "pytorch" and min(self.momenta) <= 0:
-            raise SpecError(f"momenta: PyTorch-convention momenta lie in (0, 1] (0 never updates); "
-                            f"got {list(self.momenta)}")
+            raise SpecError(
+                f"momenta: PyTorch-convention momenta lie in (0, 1] (0 never updates); got {list(self.momenta)}"
+            )
         if self.convention == "keras" and max(self.momenta) >= 1:
-            raise SpecError(f"momenta: Keras-convention momenta lie in [0, 1) (1 never updates); "
-                            f"got {list(self.momenta)}")
+            raise SpecError(
+                f"momenta: Keras-convention momenta lie in [0, 1) (1 never updates); got {list(self.momenta)}"
+            )
         if len(self.momenta) > 8:
             raise SpecError(f"momenta: at most 8 at once, got {len(self.momenta)}")
 
@@ -107,8 +138,11 @@ class MomentumSpec(ModelSpec, DataSpec):
         """One label per tracked row, naming its convention (and PyTorch's value when it is Keras')."""
         labels = []
         for m, pt in zip(self.momenta, self.pytorch_momenta):
-            labels.append(f"PyTorch {momentum_text(m)}" if self.convention == "pytorch"
-                          else f"Keras {momentum_text(m)} (PyTorch {momentum_text(pt)})")
+            labels.append(
+                f"PyTorch {momentum_text(m)}"
+                if self.convention == "pytorch"
+                else f"Keras {momentum_text(m)} (PyTorch {momentum_text(pt)})"
+            )
         return labels + (["CMA (momentum=None)"] if self.cma else [])
 
     def row_keys(self) -> list[str]:
@@ -168,27 +202,45 @@ class MomentumResult:
         """The JSON the CLI writes: channel-averaged errors (population (a)) and accuracies at pop steps."""
         keys = self.spec.row_keys()
         err_m, err_v = self.err_mean["precise"].mean(1), self.err_var["precise"].mean(1)  # (T, R)
-        out = {"convention": self.spec.convention, "momenta": list(self.spec.momenta), "cma": self.spec.cma,
-               "steps": self.pop_steps.tolist(),
-               "error": {k: {"mean": err_m[:, i].tolist(), "var": err_v[:, i].tolist()} for i, k in enumerate(keys)},
-               "eval_acc": {k: self.eval_acc[:, i].tolist() for i, k in enumerate(keys)},
-               "train_acc": self.train_acc.tolist(),
-               "population": POPULATIONS["precise"], "pytorch_momenta": list(self.spec.pytorch_momenta),
-               "diverged_at": self.diverged_at, "spec": self.spec.to_dict()}
+        out = {
+            "convention": self.spec.convention,
+            "momenta": list(self.spec.momenta),
+            "cma": self.spec.cma,
+            "steps": self.pop_steps.tolist(),
+            "error": {k: {"mean": err_m[:, i].tolist(), "var": err_v[:, i].tolist()} for i, k in enumerate(keys)},
+            "eval_acc": {k: self.eval_acc[:, i].tolist() for i, k in enumerate(keys)},
+            "train_acc": self.train_acc.tolist(),
+            "population": POPULATIONS["precise"],
+            "pytorch_momenta": list(self.spec.pytorch_momenta),
+            "diverged_at": self.diverged_at,
+            "spec": self.spec.to_dict(),
+        }
         if self.precise is not None:
             p = self.precise
-            out["precise_bn"] = {"batches": p["batches"], "eval_acc_before": dict(zip(keys, p["before"])),
-                                 "eval_acc_after": p["after"], "error_after": {"mean": p["err_mean"],
-                                                                               "var": p["err_var"]}}
+            out["precise_bn"] = {
+                "batches": p["batches"],
+                "eval_acc_before": dict(zip(keys, p["before"])),
+                "eval_acc_after": p["after"],
+                "error_after": {"mean": p["err_mean"], "var": p["err_var"]},
+            }
         return out
 
 
 def build_model(spec: MomentumSpec, n_in: int, n_out: int, generator: torch.Generator) -> StackedMLP:
     """One BN network (K=1) whose RunningStats track every momentum of the spec at once."""
     shape = StackShape(n_in, n_out, spec.depth, spec.width, spec.activation, spec.norm_place)
-    return StackedMLP(shape, [spec.init_std], n_bn=1, weight_init=spec.init, generator=generator,
-                      momenta=spec.pytorch_momenta, cma=spec.cma, init=spec.running_init,
-                      var_estimator=spec.var_estimator, bias_correction=spec.bias_correction)
+    return StackedMLP(
+        shape,
+        [spec.init_std],
+        n_bn=1,
+        weight_init=spec.init,
+        generator=generator,
+        momenta=spec.pytorch_momenta,
+        cma=spec.cma,
+        init=spec.running_init,
+        var_estimator=spec.var_estimator,
+        bias_correction=spec.bias_correction,
+    )
 
 
 @torch.no_grad()
@@ -222,8 +274,9 @@ def in_batches(x: torch.Tensor, batches: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def batch_average(model: StackedMLP, x: torch.Tensor, batches: list[torch.Tensor],
-                  var_estimator: str) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_average(
+    model: StackedMLP, x: torch.Tensor, batches: list[torch.Tensor], var_estimator: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PreciseBN: the equal-weight average of each layer's per-batch mean and variance in train mode
     (batch statistics everywhere), the variance in the running var's estimator. -> (L, C) each."""
     inputs, _ = probe_batches(model, in_batches(x, batches))
@@ -241,8 +294,9 @@ def eval_population(model: StackedMLP, x: torch.Tensor) -> tuple[torch.Tensor, t
     return torch.stack([m for _, m in stats]), torch.stack([v for v, _ in stats])
 
 
-def estimate_errors(run_mean: torch.Tensor, run_var: torch.Tensor, pop_mean: torch.Tensor, pop_var: torch.Tensor,
-                    eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def estimate_errors(
+    run_mean: torch.Tensor, run_var: torch.Tensor, pop_mean: torch.Tensor, pop_var: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """|rm - pm| / sqrt(pv) and |rv / pv - 1| averaged over channels; eps is added to both variances
     as eval mode does (it keeps a dead channel finite). run_* (L, R, C), pop_* (L, C) -> (L, R) each."""
     pm, pv = pop_mean.unsqueeze(1), pop_var.unsqueeze(1) + eps
@@ -296,8 +350,9 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
     rows, ct = len(spec.row_momenta()), min(spec.width, TRACE_CHANNELS)
     stride = max(1, math.ceil(spec.steps / MAX_TRACE))
     eps = model.eps
-    rec: dict[str, list] = {k: [] for k in ("loss", "trace_steps", "rm", "rv", "bm", "bv", "pop_steps",
-                                            "eval_acc", "train_acc")}
+    rec: dict[str, list] = {
+        k: [] for k in ("loss", "trace_steps", "rm", "rv", "bm", "bv", "pop_steps", "eval_acc", "train_acc")
+    }
     pops = {p: {k: [] for k in ("mean", "var", "err_mean", "err_var")} for p in POPULATIONS}
     state = {"step": 0, "diverged_at": None, "precise": None}
     throttle = Throttle()
@@ -312,15 +367,18 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
 
     def record_population():
         rm, rv = running_estimates(model)
-        for name, (pm, pv) in (("precise", batch_average(model, x, pop_batches, spec.var_estimator)),
-                               ("eval", eval_population(model, x))):
+        for name, (pm, pv) in (
+            ("precise", batch_average(model, x, pop_batches, spec.var_estimator)),
+            ("eval", eval_population(model, x)),
+        ):
             err_m, err_v = estimate_errors(rm, rv, pm, pv, eps)
             pops[name]["mean"].append(pm[:, :ct].numpy())
             pops[name]["var"].append(pv[:, :ct].numpy())
             pops[name]["err_mean"].append(err_m.numpy())
             pops[name]["err_var"].append(err_v.numpy())
-        rec["eval_acc"].append([float(accuracy(model, data.x_test, data.y_test, "eval", eval_row=i)[0])
-                                for i in range(rows)])
+        rec["eval_acc"].append(
+            [float(accuracy(model, data.x_test, data.y_test, "eval", eval_row=i)[0]) for i in range(rows)]
+        )
         rec["train_acc"].append(train_mode_accuracy(model, data.x_test, data.y_test, spec.batch_size))
         rec["pop_steps"].append(state["step"])
 
@@ -328,11 +386,25 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
         f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
         stacked = {p: {k: f32(v) for k, v in d.items()} for p, d in pops.items()}
         return MomentumResult(
-            spec, state["step"], done, state["diverged_at"], f32(rec["loss"]), np.array(rec["trace_steps"]),
-            f32(rec["rm"]), f32(rec["rv"]), f32(rec["bm"]), f32(rec["bv"]), np.array(rec["pop_steps"]),
-            {p: d["mean"] for p, d in stacked.items()}, {p: d["var"] for p, d in stacked.items()},
-            {p: d["err_mean"] for p, d in stacked.items()}, {p: d["err_var"] for p, d in stacked.items()},
-            f32(rec["eval_acc"]).reshape(-1, rows), f32(rec["train_acc"]), state["precise"])
+            spec,
+            state["step"],
+            done,
+            state["diverged_at"],
+            f32(rec["loss"]),
+            np.array(rec["trace_steps"]),
+            f32(rec["rm"]),
+            f32(rec["rv"]),
+            f32(rec["bm"]),
+            f32(rec["bv"]),
+            np.array(rec["pop_steps"]),
+            {p: d["mean"] for p, d in stacked.items()},
+            {p: d["var"] for p, d in stacked.items()},
+            {p: d["err_mean"] for p, d in stacked.items()},
+            {p: d["err_var"] for p, d in stacked.items()},
+            f32(rec["eval_acc"]).reshape(-1, rows),
+            f32(rec["train_acc"]),
+            state["precise"],
+        )
 
     nan_stats = (np.full((spec.depth, ct), np.nan, np.float32),) * 2
     record_trace(nan_stats)
@@ -362,8 +434,9 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
         if step % stride == 0 or step == spec.steps:
             with torch.no_grad():
                 stats = [torch.var_mean(h, 0, unbiased=False) for h in captured]
-                record_trace((torch.stack([m for _, m in stats]).numpy(),
-                              torch.stack([v for v, _ in stats]).numpy() * factor))
+                record_trace(
+                    (torch.stack([m for _, m in stats]).numpy(), torch.stack([v for v, _ in stats]).numpy() * factor)
+                )
         if step % spec.pop_every == 0 or step == spec.steps:
             record_population()
         if throttle.due():
@@ -386,8 +459,13 @@ def recalibrate(model: StackedMLP, spec: MomentumSpec, data, rows: int) -> dict:
     pm, pv = batch_average(model, data.x_train, full, spec.var_estimator)
     rm, rv = running_estimates(fixed)
     err_m, err_v = estimate_errors(rm[:, :1], rv[:, :1], pm, pv, model.eps)
-    return {"batches": spec.recalibrate_batches, "before": before, "after": after,
-            "err_mean": float(err_m.mean()), "err_var": float(err_v.mean())}
+    return {
+        "batches": spec.recalibrate_batches,
+        "before": before,
+        "after": after,
+        "err_mean": float(err_m.mean()),
+        "err_var": float(err_v.mean()),
+    }
 
 
 def effective_window(m: float) -> float:
@@ -397,11 +475,15 @@ def effective_window(m: float) -> float:
 
 def translation_rows(spec: MomentumSpec) -> list[dict]:
     """The convention table: each tracked momentum in both conventions and its window."""
-    return [{"PyTorch momentum (weight of the new batch)": momentum_text(pt),
-             "Keras/TF/Flax momentum (weight of the old value)": momentum_text(round(1 - pt, 12)),
-             "effective window ≈ 1/m steps": f"{effective_window(pt):.0f}",
-             "share of the start value left after the run": f"{left:.2g}"}
-            for pt, left in zip(spec.pytorch_momenta, start_value_left(spec))]
+    return [
+        {
+            "PyTorch momentum (weight of the new batch)": momentum_text(pt),
+            "Keras/TF/Flax momentum (weight of the old value)": momentum_text(round(1 - pt, 12)),
+            "effective window ≈ 1/m steps": f"{effective_window(pt):.0f}",
+            "share of the start value left after the run": f"{left:.2g}",
+        }
+        for pt, left in zip(spec.pytorch_momenta, start_value_left(spec))
+    ]
 
 
 def start_value_left(spec: MomentumSpec) -> list[float]:
@@ -420,29 +502,59 @@ def translated_text(text: str) -> str:
     return ",".join(momentum_text(m) for m in translate(momenta, "keras"))
 
 
-PAGE_FIELDS = ["momenta", "cma", "convention", "var_estimator", "running_init", "bias_correction", "schedule", "lr",
-               "batch_size", "steps", "pop_every", "recalibrate_batches", "dataset", "data_path", "n_samples",
-               "test_fraction", "scaling", "noise", "depth", "width", "activation", "init", "init_std", "norm_place",
-               "seed"]
+PAGE_FIELDS = [
+    "momenta",
+    "cma",
+    "convention",
+    "var_estimator",
+    "running_init",
+    "bias_correction",
+    "schedule",
+    "lr",
+    "batch_size",
+    "steps",
+    "pop_every",
+    "recalibrate_batches",
+    "dataset",
+    "data_path",
+    "n_samples",
+    "test_fraction",
+    "scaling",
+    "noise",
+    "depth",
+    "width",
+    "activation",
+    "init",
+    "init_std",
+    "norm_place",
+    "seed",
+]
 
 
 def caption_a(spec: MomentumSpec) -> str:
-    ramp = (f" Momentum ramp: m_t = m·(1 − {1 - RAMP_END:g}·(t−1)/(T−1)), from m down to m/10 at the last step."
-            if spec.schedule == "ramp" else "")
+    ramp = (
+        f" Momentum ramp: m_t = m·(1 − {1 - RAMP_END:g}·(t−1)/(T−1)), from m down to m/10 at the last step."
+        if spec.schedule == "ramp"
+        else ""
+    )
     corrected = " (bias-corrected: divided by 1−∏(1−m_t))" if spec.bias_correction else ""
-    return (f"Lines: running estimates as eval mode uses them{corrected}, momenta in the "
-            f"{CONVENTIONS[spec.convention]} convention. Grey dots: each step's batch statistic (variance in the "
-            f"{spec.var_estimator} estimator, as the running var folds it in). Green dashed: "
-            f"{POPULATIONS['precise']}. Brown dotted: {POPULATIONS['eval']}. The first {TRACE_CHANNELS} channels of "
-            f"each layer are traced.{ramp}")
+    return (
+        f"Lines: running estimates as eval mode uses them{corrected}, momenta in the "
+        f"{CONVENTIONS[spec.convention]} convention. Grey dots: each step's batch statistic (variance in the "
+        f"{spec.var_estimator} estimator, as the running var folds it in). Green dashed: "
+        f"{POPULATIONS['precise']}. Brown dotted: {POPULATIONS['eval']}. The first {TRACE_CHANNELS} channels of "
+        f"each layer are traced.{ramp}"
+    )
 
 
 def caption_precise(result: MomentumResult) -> str:
     p = result.precise
-    return (f"After training, every running mean/var was replaced by the equal-weight average of the batch "
-            f"statistics of {p['batches']} random training batches of {result.spec.batch_size}, computed in train "
-            f"mode with the final weights. Error after recalibration against population (a): mean "
-            f"{p['err_mean']:.3g}, var {p['err_var']:.3g}. Dashed line: the final train-mode test accuracy.")
+    return (
+        f"After training, every running mean/var was replaced by the equal-weight average of the batch "
+        f"statistics of {p['batches']} random training batches of {result.spec.batch_size}, computed in train "
+        f"mode with the final weights. Error after recalibration against population (a): mean "
+        f"{p['err_mean']:.3g}, var {p['err_var']:.3g}. Dashed line: the final train-mode test accuracy."
+    )
 
 
 WHY_UNBIASED = """\
@@ -492,33 +604,38 @@ PRESETS = {
         "They are not. Keras' momentum is the weight of the *old* value, PyTorch's the weight of the *new* "
         "batch: PyTorch's default 0.1 is Keras 0.9, and Keras' default 0.99 is PyTorch 0.01, a ten times "
         "longer window that still lags after 100 steps. Keras 0.1 (a number copied verbatim from PyTorch "
-        "code) is PyTorch 0.9: almost the last batch alone, the noisiest line."),
+        "code) is PyTorch 0.9: almost the last batch alone, the noisiest line.",
+    ),
     "frozen network: only noise": Preset(
         dict(lr=0.0, momenta=(0.01, 0.1, 0.5), steps=800, pop_every=20),
         "With lr 0 the population does not move, so all that separates an estimate from it is noise and "
         "the start-up bias. After the first ~1/m steps the error settles to a floor that shrinks with the "
         "momentum (about sqrt(m/2) of the batch-to-batch spread): 0.01 beats 0.1 beats 0.5, and the "
-        "cumulative average, which weighs every batch equally, ends lowest of all."),
+        "cumulative average, which weighs every batch equally, ends lowest of all.",
+    ),
     "tiny momentum lags": Preset(
         dict(init="std", init_std=0.01, momenta=(0.001, 0.01, 0.1), lr=0.05, bias_correction=True),
         "BN makes each layer blind to the scale of its weights, and SGD keeps growing these small ones, so "
         "the variance of every BN input rises about tenfold during the run: the population moves. With "
         "bias correction on there is no start-up bias left, yet momentum 0.001 (window ~1,000 steps) and "
         "the cumulative average still describe an older network: their errors stay several times above "
-        "momentum 0.1's."),
+        "momentum 0.1's.",
+    ),
     "running var starts at 1": Preset(
         dict(init="std", init_std=0.01, momenta=(0.001, 0.01, 0.1), steps=400),
         "With init std 0.01 the true variance of each BN input is below 0.01, but PyTorch starts "
         "running_var at 1. The start value fades as (1-m)^t: after 400 steps momentum 0.001 still keeps 67% "
         "of it, its variance is far too large, and eval mode shrinks every activation: eval accuracy "
         "collapses although training works. The cumulative average forgets the start at once; so does "
-        "the bias-corrected EMA (switch it on)."),
+        "the bias-corrected EMA (switch it on).",
+    ),
     "PreciseBN fixes it": Preset(
         dict(init="std", init_std=0.01, momenta=(0.001, 0.01), steps=300, recalibrate_batches=20),
         "The running stats of momentum 0.001 are still mostly their start values after 300 steps, so its "
         "eval accuracy is near chance while train mode works. PreciseBN throws the running stats away after "
         "training and recomputes them from N training batches with the final weights, in train mode: eval "
-        "accuracy comes back to the train-mode level, whichever momentum was used. Try N = 1 to 5."),
+        "accuracy comes back to the train-mode level, whichever momentum was used. Try N = 1 to 5.",
+    ),
 }
 
 
@@ -526,16 +643,23 @@ def pytorch_snippet(spec: MomentumSpec) -> str:
     """A short PyTorch script: one BN layer, a shadow BatchNorm1d per momentum fed the same batches."""
     w = spec.width
     ms = ", ".join(momentum_text(m) for m in spec.pytorch_momenta) + (", None" if spec.cma else "")
-    notes = [f"# Keras momenta {', '.join(momentum_text(m) for m in spec.momenta)} are PyTorch's 1 - m"
-             ] if spec.convention == "keras" else []
+    notes = (
+        [f"# Keras momenta {', '.join(momentum_text(m) for m in spec.momenta)} are PyTorch's 1 - m"]
+        if spec.convention == "keras"
+        else []
+    )
     if spec.var_estimator == "biased":
         notes.append("# nn.BatchNorm1d always keeps the unbiased variance; Keras 3 / Flax keep the biased one")
     if spec.bias_correction or spec.schedule == "ramp":
         notes.append("# the app's bias correction / momentum ramp have no nn.BatchNorm1d equivalent: not shown")
-    zeros = "\nfor s in shadows:\n    s.running_var.zero_()  # running init: zeros (the book)" \
-        if spec.running_init == "zeros" else ""
-    return "\n".join(["import torch", "from torch import nn", "from sklearn.datasets import load_digits", *notes,
-                      ""]) + f'''
+    zeros = (
+        "\nfor s in shadows:\n    s.running_var.zero_()  # running init: zeros (the book)"
+        if spec.running_init == "zeros"
+        else ""
+    )
+    return (
+        "\n".join(["import torch", "from torch import nn", "from sklearn.datasets import load_digits", *notes, ""])
+        + f"""
 torch.set_num_threads(1)  # a model this small runs fastest on one thread
 torch.manual_seed({spec.seed})
 x, y = load_digits(return_X_y=True)
@@ -566,8 +690,15 @@ with torch.no_grad():
         bn.running_var.copy_(s.running_var)
         acc = (head(bn(lin(xte))).argmax(1) == yte).float().mean()
         print(f"momentum={{m}}: mean error {{err_mean:.4f}}, var error {{err_var:.4f}}, eval acc {{acc:.3f}}")
-'''
+"""
+    )
 
 
-COMMAND = Command("momentum", "track BN running stats for several momenta in one run; errors against the "
-                  "population statistics and eval accuracy per momentum", MomentumSpec, run, MomentumResult.summary)
+COMMAND = Command(
+    "momentum",
+    "track BN running stats for several momenta in one run; errors against the "
+    "population statistics and eval accuracy per momentum",
+    MomentumSpec,
+    run,
+    MomentumResult.summary,
+)

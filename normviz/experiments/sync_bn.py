@@ -83,16 +83,18 @@ class SyncBNSpec(Spec):
 
     model: str = model_param()
     workers: int = param(8, "simulated workers (devices) W", lo=2, hi=32, label="SyncBN: workers W")
-    sub_batches: tuple[int, ...] = param((1, 2, 4, 8), "per-worker batch sizes b to compare",
-                                         lo=1, hi=128, label="SyncBN: per-worker batches b")
+    sub_batches: tuple[int, ...] = param(
+        (1, 2, 4, 8), "per-worker batch sizes b to compare", lo=1, hi=128, label="SyncBN: per-worker batches b"
+    )
     steps: int = steps_param()
     lr: float = lr_param()
 
     def validate(self):
         super().validate()
         if max(self.sub_batches) * self.workers > 1024:
-            raise SpecError(f"sub_batches: W*b must stay at most 1,024 (W={self.workers}, largest b="
-                            f"{max(self.sub_batches)})")
+            raise SpecError(
+                f"sub_batches: W*b must stay at most 1,024 (W={self.workers}, largest b={max(self.sub_batches)})"
+            )
 
 
 @dataclass
@@ -123,11 +125,20 @@ class SyncBNResult:
         return out
 
     def summary(self) -> dict:
-        out = {"spec": self.spec.to_dict(), "sub_batches": list(self.sub_batches), "workers": self.spec.workers,
-               "values_per_channel": self.values_per_channel.tolist(), "notes": self.notes}
+        out = {
+            "spec": self.spec.to_dict(),
+            "sub_batches": list(self.sub_batches),
+            "workers": self.spec.workers,
+            "values_per_channel": self.values_per_channel.tolist(),
+            "notes": self.notes,
+        }
         for i, mode in enumerate(MODES):
-            out[mode] = {"test_acc": self.test_acc[i].tolist(), "final_loss": self.final_loss[i].tolist(),
-                         "noise_mean": self.noise_mean[i].tolist(), "noise_var": self.noise_var[i].tolist()}
+            out[mode] = {
+                "test_acc": self.test_acc[i].tolist(),
+                "final_loss": self.final_loss[i].tolist(),
+                "noise_mean": self.noise_mean[i].tolist(),
+                "noise_var": self.noise_var[i].tolist(),
+            }
         return out
 
 
@@ -178,8 +189,18 @@ def run(spec: SyncBNSpec) -> Iterator[SyncBNResult]:
     throttle = Throttle()
 
     def snapshot(done_b, done):
-        return SyncBNResult(spec, sizes, np.array(sizes) * p, np.stack([local_mean, sync_mean]),
-                            np.stack([local_var, sync_var]), acc.copy(), loss.copy(), dict(notes), done_b, done)
+        return SyncBNResult(
+            spec,
+            sizes,
+            np.array(sizes) * p,
+            np.stack([local_mean, sync_mean]),
+            np.stack([local_var, sync_var]),
+            acc.copy(),
+            loss.copy(),
+            dict(notes),
+            done_b,
+            done,
+        )
 
     yield snapshot(0, False)
     for j, b in enumerate(sizes):
@@ -216,8 +237,9 @@ def run(spec: SyncBNSpec) -> Iterator[SyncBNResult]:
 PRESETS = {
     "One sample per worker": Preset(
         {"model": "mlp", "sub_batches": (1, 2, 4, 8), "workers": 8},
-        "With b=1 a per-worker BatchNorm1d has one value per channel: torch refuses to train (\"Expected more "
-        "than 1 value per channel\"). SyncBN normalises over all W*b = 8 samples and trains."),
+        'With b=1 a per-worker BatchNorm1d has one value per channel: torch refuses to train ("Expected more '
+        'than 1 value per channel"). SyncBN normalises over all W*b = 8 samples and trains.',
+    ),
 }
 
 
@@ -243,5 +265,10 @@ print("batch-mean noise, b vs W*b samples:", 1 / b ** 0.5, 1 / (W * b) ** 0.5)
 """
 
 
-COMMAND = Command("sync-bn", "simulated data parallelism: per-worker BN vs synchronized BN against the per-worker "
-                  "batch size", SyncBNSpec, run, SyncBNResult.summary)
+COMMAND = Command(
+    "sync-bn",
+    "simulated data parallelism: per-worker BN vs synchronized BN against the per-worker batch size",
+    SyncBNSpec,
+    run,
+    SyncBNResult.summary,
+)

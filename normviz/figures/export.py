@@ -26,15 +26,20 @@ def for_export(fig: go.Figure) -> go.Figure:
 
 def figure_html(fig: go.Figure, title: str = "normviz") -> str:
     """One self-contained interactive HTML page: plotly.js is embedded, nothing is fetched."""
-    page = for_export(fig).to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False},
-                                   default_width="100%", auto_play=False)
+    page = for_export(fig).to_html(
+        include_plotlyjs=True, full_html=True, config={"displaylogo": False}, default_width="100%", auto_play=False
+    )
     return page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
 
 
 def chromium_path() -> str | None:
     """The browser kaleido drives, or None when there is none."""
-    for candidate in (os.environ.get("BROWSER_PATH"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                      shutil.which("google-chrome")):
+    for candidate in (
+        os.environ.get("BROWSER_PATH"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None

@@ -30,8 +30,13 @@ def of_finished_results(build: Callable[..., go.Figure]) -> Callable[..., go.Fig
 
     @functools.wraps(build)
     def cached_build(result, *args, **kwargs) -> go.Figure:
-        key = (build.__module__, build.__qualname__, id(result), tuple(map(_hashable, args)),
-               tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+        key = (
+            build.__module__,
+            build.__qualname__,
+            id(result),
+            tuple(map(_hashable, args)),
+            tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())),
+        )
         try:
             hash(key)
         except TypeError:

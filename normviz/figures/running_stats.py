@@ -16,8 +16,10 @@ from normviz.figures.style import REFERENCE_COLOR, momentum_color, style
 POPULATION_NAMES = {"precise": "population (a) PreciseBN", "eval": "population (b) eval-mode"}
 BATCH_DOT = dict(color="rgba(90,90,90,0.35)", size=3)
 PRECISE_COLOR = "#2ca02c"  # population (a) and the PreciseBN recalibration
-POPULATION_LINES = {"precise": dict(color=PRECISE_COLOR, dash="dash", width=2.5),
-                    "eval": dict(color="#8c564b", dash="dot", width=2.5)}
+POPULATION_LINES = {
+    "precise": dict(color=PRECISE_COLOR, dash="dash", width=2.5),
+    "eval": dict(color="#8c564b", dash="dot", width=2.5),
+}
 TRAIN_MODE_LINE = dict(color=REFERENCE_COLOR, dash="dash", width=2.5)
 
 
@@ -38,21 +40,57 @@ def _log_var_axis(*arrays) -> bool:
 def trajectories(result, layer: int, channel: int, shown=None, font_size: int = 14) -> go.Figure:
     """Chart A: running mean and var of one channel for each momentum, batch statistics as faint dots,
     the two population definitions as lines."""
-    fig = make_subplots(2, 1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("running mean", f"running var ({result.spec.var_estimator} estimator)"))
+    fig = make_subplots(
+        2,
+        1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("running mean", f"running var ({result.spec.var_estimator} estimator)"),
+    )
     steps, pop_steps = result.trace_steps, result.pop_steps
-    for r, (running, batch, pop) in enumerate(((result.running_mean, result.batch_mean, result.pop_mean),
-                                               (result.running_var, result.batch_var, result.pop_var)), 1):
-        fig.add_scatter(x=steps[1:], y=batch[1:, layer, channel], mode="markers", marker=BATCH_DOT,
-                        name="batch statistic (each step)", legendgroup="batch", showlegend=r == 1, row=r, col=1)
+    for r, (running, batch, pop) in enumerate(
+        (
+            (result.running_mean, result.batch_mean, result.pop_mean),
+            (result.running_var, result.batch_var, result.pop_var),
+        ),
+        1,
+    ):
+        fig.add_scatter(
+            x=steps[1:],
+            y=batch[1:, layer, channel],
+            mode="markers",
+            marker=BATCH_DOT,
+            name="batch statistic (each step)",
+            legendgroup="batch",
+            showlegend=r == 1,
+            row=r,
+            col=1,
+        )
         for i in _rows(result, shown):
             m = result.row_momenta[i]
-            fig.add_scatter(x=steps, y=running[:, layer, i, channel], mode="lines", name=result.labels[i],
-                            line=dict(color=momentum_color(m), width=2), legendgroup=str(i), showlegend=r == 1,
-                            row=r, col=1)
+            fig.add_scatter(
+                x=steps,
+                y=running[:, layer, i, channel],
+                mode="lines",
+                name=result.labels[i],
+                line=dict(color=momentum_color(m), width=2),
+                legendgroup=str(i),
+                showlegend=r == 1,
+                row=r,
+                col=1,
+            )
         for key, line in POPULATION_LINES.items():
-            fig.add_scatter(x=pop_steps, y=pop[key][:, layer, channel], mode="lines", name=POPULATION_NAMES[key],
-                            line=line, legendgroup=key, showlegend=r == 1, row=r, col=1)
+            fig.add_scatter(
+                x=pop_steps,
+                y=pop[key][:, layer, channel],
+                mode="lines",
+                name=POPULATION_NAMES[key],
+                line=line,
+                legendgroup=key,
+                showlegend=r == 1,
+                row=r,
+                col=1,
+            )
     if _log_var_axis(result.running_var[:, layer, _rows(result, shown), channel], result.pop_var["precise"]):
         fig.update_yaxes(type="log", dtick=1, row=2, col=1)
     fig.update_yaxes(title_text="mean", row=1, col=1)
@@ -66,24 +104,41 @@ def trajectories(result, layer: int, channel: int, shown=None, font_size: int = 
 def errors(result, population: str = "precise", shown=None, font_size: int = 14) -> go.Figure:
     """Chart B: the channel-averaged error of each momentum's estimate over steps, log scale, with each
     momentum's effective window 1/m marked."""
-    fig = make_subplots(1, 2, horizontal_spacing=0.08,
-                        subplot_titles=("mean: |running_mean − pop_mean| / √pop_var",
-                                        "var: |running_var / pop_var − 1|"))
+    fig = make_subplots(
+        1,
+        2,
+        horizontal_spacing=0.08,
+        subplot_titles=("mean: |running_mean − pop_mean| / √pop_var", "var: |running_var / pop_var − 1|"),
+    )
     err_mean, err_var = result.err_mean[population].mean(1), result.err_var[population].mean(1)  # (T, R)
     rows = _rows(result, shown)
     for c, err in enumerate((err_mean, err_var), 1):
         for i in rows:
-            fig.add_scatter(x=result.pop_steps, y=np.maximum(err[:, i], 1e-6), mode="lines+markers", marker_size=4,
-                            name=result.labels[i], line_color=momentum_color(result.row_momenta[i]),
-                            legendgroup=str(i), showlegend=c == 1, row=1, col=c)
+            fig.add_scatter(
+                x=result.pop_steps,
+                y=np.maximum(err[:, i], 1e-6),
+                mode="lines+markers",
+                marker_size=4,
+                name=result.labels[i],
+                line_color=momentum_color(result.row_momenta[i]),
+                legendgroup=str(i),
+                showlegend=c == 1,
+                row=1,
+                col=c,
+            )
     for i in rows:  # the effective window: the start-up error has decayed by e after about 1/m steps
         m = result.row_momenta[i]
         if m is not None and 1 / m <= result.spec.steps:
             line = dict(color=momentum_color(m), dash="dot", width=1.5)
             # a label only where it has room: windows of a few steps crowd the left edge
-            text = dict(annotation_position="top right", annotation=dict(
-                text=f"1/m={1 / m:.0f}", textangle=-90, font_color=momentum_color(m))) \
-                if 1 / m >= 0.04 * result.spec.steps else {}
+            text = (
+                dict(
+                    annotation_position="top right",
+                    annotation=dict(text=f"1/m={1 / m:.0f}", textangle=-90, font_color=momentum_color(m)),
+                )
+                if 1 / m >= 0.04 * result.spec.steps
+                else {}
+            )
             fig.add_vline(x=1 / m, line=line, row=1, col=1, **text)
             fig.add_vline(x=1 / m, line=line, row=1, col=2)
     fig.update_yaxes(type="log", dtick=1, title_text="error (log scale)", col=1)
@@ -98,14 +153,22 @@ def accuracy(result, shown=None, font_size: int = 14) -> go.Figure:
     """Chart C: test accuracy in eval mode with each momentum's running stats, and in train mode."""
     fig = go.Figure()
     for i in _rows(result, shown):
-        fig.add_scatter(x=result.pop_steps, y=result.eval_acc[:, i], mode="lines+markers", marker_size=4,
-                        name=f"eval mode: {result.labels[i]}", line_color=momentum_color(result.row_momenta[i]))
-    fig.add_scatter(x=result.pop_steps, y=result.train_acc, mode="lines", name="train mode (batch statistics)",
-                    line=TRAIN_MODE_LINE)
+        fig.add_scatter(
+            x=result.pop_steps,
+            y=result.eval_acc[:, i],
+            mode="lines+markers",
+            marker_size=4,
+            name=f"eval mode: {result.labels[i]}",
+            line_color=momentum_color(result.row_momenta[i]),
+        )
+    fig.add_scatter(
+        x=result.pop_steps, y=result.train_acc, mode="lines", name="train mode (batch statistics)", line=TRAIN_MODE_LINE
+    )
     fig.update_yaxes(title_text="test accuracy", tickformat=".0%", range=[0, 1.02])
     fig.update_xaxes(title_text="training step")
-    return style(fig, "C. Test accuracy: eval mode with each momentum's running stats vs train mode", font_size,
-                 height=400)
+    return style(
+        fig, "C. Test accuracy: eval mode with each momentum's running stats vs train mode", font_size, height=400
+    )
 
 
 @of_finished_results
@@ -117,11 +180,28 @@ def precise_bn(result, shown=None, font_size: int = 14) -> go.Figure:
     names = [result.labels[i] for i in rows] + [f"after PreciseBN (N={p['batches']})"]
     values = [p["before"][i] for i in rows] + [p["after"]]
     colors = [momentum_color(result.row_momenta[i]) for i in rows] + [PRECISE_COLOR]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colors, showlegend=False,
-                           text=[f"{v:.1%}" for v in values], textposition="auto"))
-    fig.add_vline(x=float(result.train_acc[-1]), line=TRAIN_MODE_LINE,
-                  annotation=dict(text="train mode"), annotation_position="top left")
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=colors,
+            showlegend=False,
+            text=[f"{v:.1%}" for v in values],
+            textposition="auto",
+        )
+    )
+    fig.add_vline(
+        x=float(result.train_acc[-1]),
+        line=TRAIN_MODE_LINE,
+        annotation=dict(text="train mode"),
+        annotation_position="top left",
+    )
     fig.update_xaxes(title_text="test accuracy (eval mode)", tickformat=".0%", range=[0, 1.02])
     fig.update_yaxes(autorange="reversed")
-    return style(fig, "PreciseBN: eval accuracy before (each momentum) and after recalibration", font_size,
-                 height=120 + 45 * len(names))
+    return style(
+        fig,
+        "PreciseBN: eval accuracy before (each momentum) and after recalibration",
+        font_size,
+        height=120 + 45 * len(names),
+    )

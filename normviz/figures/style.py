@@ -9,14 +9,27 @@ from plotly.colors import sample_colorscale
 
 # the same norm has the same colour on every page
 NORM_COLORS = {
-    "batch": "#1f77b4", "BN": "#1f77b4",
-    "none": "#7f7f7f", "no BN": "#d62728",
-    "layer": "#2ca02c", "group": "#ff7f0e", "group+ws": "#8c564b",
-    "instance": "#9467bd", "renorm": "#17becf", "sync": "#e377c2",
+    "batch": "#1f77b4",
+    "BN": "#1f77b4",
+    "none": "#7f7f7f",
+    "no BN": "#d62728",
+    "layer": "#2ca02c",
+    "group": "#ff7f0e",
+    "group+ws": "#8c564b",
+    "instance": "#9467bd",
+    "renorm": "#17becf",
+    "sync": "#e377c2",
 }
-NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "group": "GroupNorm",
-               "group+ws": "GroupNorm + WS", "instance": "InstanceNorm", "renorm": "Batch Renorm",
-               "sync": "SyncBN"}
+NORM_LABELS = {
+    "none": "no norm",
+    "batch": "BatchNorm",
+    "layer": "LayerNorm",
+    "group": "GroupNorm",
+    "group+ws": "GroupNorm + WS",
+    "instance": "InstanceNorm",
+    "renorm": "Batch Renorm",
+    "sync": "SyncBN",
+}
 REFERENCE_COLOR = "#8a8f98"  # reference lines: a mid grey that reads on light and dark themes
 CMA_COLOR = "#6c7a89"  # slate grey: readable on the light and the dark theme
 FONT_SIZES = {"normal": 14, "large": 20}
@@ -36,8 +49,9 @@ def momentum_color(m: float | None) -> str:
     return sample_colorscale("Plasma", [0.05 + 0.85 * t])[0]
 
 
-def style(fig: go.Figure, title: str | None = None, font_size: int = FONT_SIZES["normal"],
-          height: int | None = None) -> go.Figure:
+def style(
+    fig: go.Figure, title: str | None = None, font_size: int = FONT_SIZES["normal"], height: int | None = None
+) -> go.Figure:
     """Apply the shared layout: readable fonts, compact margins, legend on top."""
     fig.update_layout(
         title=dict(text=title, font=dict(size=font_size + 4)) if title else None,

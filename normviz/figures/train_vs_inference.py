@@ -27,8 +27,9 @@ def _pct(v: float) -> str:
 
 def _batch_axis(fig: go.Figure, sizes, row: int | None = None, col: int | None = None):
     sizes = [int(s) for s in sizes]
-    fig.update_xaxes(type="log", tickvals=sizes, ticktext=[str(s) for s in sizes], title_text="batch size",
-                     row=row, col=col)
+    fig.update_xaxes(
+        type="log", tickvals=sizes, ticktext=[str(s) for s in sizes], title_text="batch size", row=row, col=col
+    )
 
 
 def _nearest(sizes, batch: int) -> int:
@@ -39,8 +40,16 @@ def _nearest(sizes, batch: int) -> int:
 def _mark(fig: go.Figure, batch: int, row: int | None = None, col: int | None = None, y=(0, 1)):
     """A vertical line at the batch size the page looks at (the slider)."""
     kw = {} if row is None else dict(row=row, col=col)
-    fig.add_scatter(x=[batch, batch], y=list(y), mode="lines", line=dict(color=MARK_COLOR, width=6),
-                    name=f"slider: batch {batch}", showlegend=False, hoverinfo="skip", **kw)
+    fig.add_scatter(
+        x=[batch, batch],
+        y=list(y),
+        mode="lines",
+        line=dict(color=MARK_COLOR, width=6),
+        name=f"slider: batch {batch}",
+        showlegend=False,
+        hoverinfo="skip",
+        **kw,
+    )
 
 
 # --- 1. train mode vs eval mode ---------------------------------------------------------------------------
@@ -50,15 +59,34 @@ def train_vs_eval(result, batch: int, font_size: int = 14) -> go.Figure:
     fig = go.Figure()
     _mark(fig, batch)
     for name, table, dash in (("MLP (BatchNorm1d)", result.mlp, "solid"), ("CNN (BatchNorm2d)", result.cnn, "dot")):
-        fig.add_scatter(x=table.sizes, y=table.eval_acc, mode="lines+markers", name=f"{name}, eval mode",
-                        line=dict(color=EVAL_COLOR, dash=dash), hovertemplate="batch %{x}: %{y:.1%}")
-        fig.add_scatter(x=table.sizes, y=table.train_acc, mode="lines+markers", name=f"{name}, train mode",
-                        line=dict(color=TRAIN_COLOR, dash=dash), hovertemplate="batch %{x}: %{y:.1%}")
+        fig.add_scatter(
+            x=table.sizes,
+            y=table.eval_acc,
+            mode="lines+markers",
+            name=f"{name}, eval mode",
+            line=dict(color=EVAL_COLOR, dash=dash),
+            hovertemplate="batch %{x}: %{y:.1%}",
+        )
+        fig.add_scatter(
+            x=table.sizes,
+            y=table.train_acc,
+            mode="lines+markers",
+            name=f"{name}, train mode",
+            line=dict(color=TRAIN_COLOR, dash=dash),
+            hovertemplate="batch %{x}: %{y:.1%}",
+        )
     refused = [int(s) for s, a in zip(result.mlp.sizes, result.mlp.train_acc) if not np.isfinite(a)]
     if refused:
-        fig.add_scatter(x=refused, y=[0.02] * len(refused), mode="markers+text", text=["ValueError"] * len(refused),
-                        textposition="top center", marker=dict(symbol="x", size=14, color=CRASH_COLOR),
-                        name="MLP, train mode: refused", hovertemplate="BatchNorm1d refuses batch %{x}<extra></extra>")
+        fig.add_scatter(
+            x=refused,
+            y=[0.02] * len(refused),
+            mode="markers+text",
+            text=["ValueError"] * len(refused),
+            textposition="top center",
+            marker=dict(symbol="x", size=14, color=CRASH_COLOR),
+            name="MLP, train mode: refused",
+            hovertemplate="BatchNorm1d refuses batch %{x}<extra></extra>",
+        )
     _batch_axis(fig, result.mlp.sizes)
     fig.update_yaxes(title_text="test accuracy", tickformat=".0%", range=[0, 1.02])
     return style(fig, "Test accuracy when the test set is fed in batches of B", font_size, height=430)
@@ -68,16 +96,20 @@ def notice_train_vs_eval(result, batch: int) -> str:
     mlp, cnn, sizes = result.mlp, result.cnn, list(result.mlp.sizes)
     batch = _nearest(sizes, batch)
     i = sizes.index(batch)
-    at = (f" At batch {batch} (the slider), train mode scores {_pct(mlp.train_acc[i])} (MLP) and "
-          f"{_pct(cnn.train_acc[i])} (CNN).")
+    at = (
+        f" At batch {batch} (the slider), train mode scores {_pct(mlp.train_acc[i])} (MLP) and "
+        f"{_pct(cnn.train_acc[i])} (CNN)."
+    )
     spread = float(np.ptp(mlp.eval_acc))
     same = "exactly the same at every batch size" if spread == 0 else f"within {spread:.1%} across batch sizes"
-    return (f"- **Eval mode** normalises with the running statistics, one sample at a time: "
-            f"{_pct(mlp.eval_acc[0])}, {same}.\n"
-            f"- **Train mode** normalises each batch with its own statistics: {_pct(mlp.train_acc[1])} at batch 2, "
-            f"{_pct(mlp.train_acc[-1])} at batch {sizes[-1]}. Large batches have statistics close to the running "
-            f"ones, small batches do not.{at}\n"
-            "- At batch 1 the MLP's BatchNorm1d refuses to run (red cross); the CNN's BatchNorm2d runs.")
+    return (
+        f"- **Eval mode** normalises with the running statistics, one sample at a time: "
+        f"{_pct(mlp.eval_acc[0])}, {same}.\n"
+        f"- **Train mode** normalises each batch with its own statistics: {_pct(mlp.train_acc[1])} at batch 2, "
+        f"{_pct(mlp.train_acc[-1])} at batch {sizes[-1]}. Large batches have statistics close to the running "
+        f"ones, small batches do not.{at}\n"
+        "- At batch 1 the MLP's BatchNorm1d refuses to run (red cross); the CNN's BatchNorm2d runs."
+    )
 
 
 # --- 2. batch size 1 ---------------------------------------------------------------------------------------
@@ -88,8 +120,9 @@ def single_image(result, font_size: int = 14) -> go.Figure:
     labels = [f"#{i} ({y})" for i, y in enumerate(ex["label"])]
     fig = go.Figure()
     fig.add_bar(x=labels, y=ex["p_eval"], name="eval mode (running statistics)", marker_color=EVAL_COLOR)
-    fig.add_bar(x=labels, y=ex["p_alone"], name="train mode, alone (the image's own statistics)",
-                marker_color=TRAIN_COLOR)
+    fig.add_bar(
+        x=labels, y=ex["p_alone"], name="train mode, alone (the image's own statistics)", marker_color=TRAIN_COLOR
+    )
     fig.add_hline(y=0.1, line=dict(color=MARK_COLOR, dash="dash"), annotation_text="chance (1/10)")
     fig.update_xaxes(title_text="test image (true class)")
     fig.update_yaxes(title_text="probability of the true class", tickformat=".0%", range=[0, 1.02])
@@ -99,11 +132,13 @@ def single_image(result, font_size: int = 14) -> go.Figure:
 
 def notice_single_image(result) -> str:
     cnn = result.cnn
-    return (f"- Alone in train mode, each image is normalised by its own per-channel statistics, and the CNN's "
-            f"test accuracy drops from {_pct(cnn.eval_acc[0])} (eval mode) to {_pct(cnn.train_acc[0])}.\n"
-            "- Why so low: the last BatchNorm2d sits before ReLU and global average pooling. Normalised over one "
-            "image's positions, every channel has mean β whatever the image, so little of the image reaches "
-            "the classifier.")
+    return (
+        f"- Alone in train mode, each image is normalised by its own per-channel statistics, and the CNN's "
+        f"test accuracy drops from {_pct(cnn.eval_acc[0])} (eval mode) to {_pct(cnn.train_acc[0])}.\n"
+        "- Why so low: the last BatchNorm2d sits before ReLU and global average pooling. Normalised over one "
+        "image's positions, every channel has mean β whatever the image, so little of the image reaches "
+        "the classifier."
+    )
 
 
 @of_finished_results
@@ -111,32 +146,67 @@ def story(result, font_size: int = 14) -> go.Figure:
     """Frame-by-frame deployment: running accuracy over frames and the final scores."""
     s = result.story
     frames = np.arange(1, len(s.eval_correct) + 1)
-    fig = make_subplots(1, 2, column_widths=[0.6, 0.4], horizontal_spacing=0.12,
-                        subplot_titles=("running accuracy over the frames", "accuracy after all frames"))
-    fig.add_scatter(x=frames, y=np.cumsum(s.eval_correct) / frames, name="CNN with model.eval()",
-                    line_color=EVAL_COLOR, row=1, col=1)
-    fig.add_scatter(x=frames, y=np.cumsum(s.forgot_correct) / frames, name="CNN, forgot model.eval()",
-                    line_color=TRAIN_COLOR, row=1, col=1)
+    fig = make_subplots(
+        1,
+        2,
+        column_widths=[0.6, 0.4],
+        horizontal_spacing=0.12,
+        subplot_titles=("running accuracy over the frames", "accuracy after all frames"),
+    )
+    fig.add_scatter(
+        x=frames,
+        y=np.cumsum(s.eval_correct) / frames,
+        name="CNN with model.eval()",
+        line_color=EVAL_COLOR,
+        row=1,
+        col=1,
+    )
+    fig.add_scatter(
+        x=frames,
+        y=np.cumsum(s.forgot_correct) / frames,
+        name="CNN, forgot model.eval()",
+        line_color=TRAIN_COLOR,
+        row=1,
+        col=1,
+    )
     names = ["MLP<br>.eval()", "MLP<br>forgot", "CNN<br>.eval()", "CNN<br>forgot", "CNN .eval()<br>afterwards"]
     values = [result.mlp.eval_acc[0], 0.0, s.eval_correct.mean(), s.forgot_correct.mean(), s.eval_after_forgot]
     colors = [EVAL_COLOR, CRASH_COLOR, EVAL_COLOR, TRAIN_COLOR, "#7f7f7f"]
-    text = [_pct(values[0]), "crash:<br>ValueError" if s.mlp_error else "", _pct(values[2]), _pct(values[3]),
-            _pct(values[4])]
-    fig.add_bar(x=names, y=values, marker_color=colors, text=text, textposition="outside", showlegend=False,
-                cliponaxis=False, hovertemplate="%{x}: %{y:.1%}<extra></extra>", row=1, col=2)
+    text = [
+        _pct(values[0]),
+        "crash:<br>ValueError" if s.mlp_error else "",
+        _pct(values[2]),
+        _pct(values[3]),
+        _pct(values[4]),
+    ]
+    fig.add_bar(
+        x=names,
+        y=values,
+        marker_color=colors,
+        text=text,
+        textposition="outside",
+        showlegend=False,
+        cliponaxis=False,
+        hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+        row=1,
+        col=2,
+    )
     fig.update_xaxes(title_text="frame (test images in order)", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.1])
-    return style(fig, f"Trained at batch {result.spec.train_batch}, deployed one frame at a time", font_size,
-                 height=420)
+    return style(
+        fig, f"Trained at batch {result.spec.train_batch}, deployed one frame at a time", font_size, height=420
+    )
 
 
 def notice_story(result) -> str:
     s = result.story
-    return (f"- With `model.eval()` the CNN scores {_pct(s.eval_correct.mean())} frame by frame, exactly as in "
-            f"batches. Without it, each frame is normalised by itself: {_pct(s.forgot_correct.mean())}.\n"
-            "- The forgotten train mode also overwrote the running statistics, frame after frame, with single-image "
-            f"ones: a later `.eval()` scores {_pct(s.eval_after_forgot)} (grey bar).\n"
-            "- The MLP would not even run: BatchNorm1d raises the error above at the first frame.")
+    return (
+        f"- With `model.eval()` the CNN scores {_pct(s.eval_correct.mean())} frame by frame, exactly as in "
+        f"batches. Without it, each frame is normalised by itself: {_pct(s.forgot_correct.mean())}.\n"
+        "- The forgotten train mode also overwrote the running statistics, frame after frame, with single-image "
+        f"ones: a later `.eval()` scores {_pct(s.eval_after_forgot)} (grey bar).\n"
+        "- The MLP would not even run: BatchNorm1d raises the error above at the first frame."
+    )
 
 
 # --- 3. batch-mates ----------------------------------------------------------------------------------------
@@ -146,25 +216,43 @@ def batch_mates(result, batch: int, font_size: int = 14) -> go.Figure:
     m = result.mates
     sizes = list(m.sizes)
     batch = 1 if batch == 1 else _nearest(sizes, batch)
-    fig = make_subplots(1, 2, column_widths=[0.2, 0.8], horizontal_spacing=0.08,
-                        subplot_titles=(f"test image #{m.index} (class {m.label})",
-                                        f"its class probabilities in a batch of {batch}"))
-    fig.add_heatmap(z=m.pixels[::-1], colorscale="gray_r", zmin=-1, zmax=2, showscale=False, hoverinfo="skip",
-                    row=1, col=1)
+    fig = make_subplots(
+        1,
+        2,
+        column_widths=[0.2, 0.8],
+        horizontal_spacing=0.08,
+        subplot_titles=(f"test image #{m.index} (class {m.label})", f"its class probabilities in a batch of {batch}"),
+    )
+    fig.add_heatmap(
+        z=m.pixels[::-1], colorscale="gray_r", zmin=-1, zmax=2, showscale=False, hoverinfo="skip", row=1, col=1
+    )
     fig.update_xaxes(visible=False, row=1, col=1)
     fig.update_yaxes(visible=False, scaleanchor="x", row=1, col=1)
     classes = np.arange(len(m.alone))
-    fig.add_bar(x=classes, y=m.alone, name="eval mode (any batch-mates, or alone)", marker_color=EVAL_COLOR,
-                row=1, col=2)
+    fig.add_bar(
+        x=classes, y=m.alone, name="eval mode (any batch-mates, or alone)", marker_color=EVAL_COLOR, row=1, col=2
+    )
     if batch in sizes:
         i = sizes.index(batch)
         for k, kind in enumerate(MATE_KINDS):
             what = f"class {m.other_class}" if kind == "other class" else kind
-            fig.add_bar(x=classes, y=m.train[i, k], name=f"train mode, batch-mates: {what}",
-                        marker_color=MATE_COLORS[kind], row=1, col=2)
+            fig.add_bar(
+                x=classes,
+                y=m.train[i, k],
+                name=f"train mode, batch-mates: {what}",
+                marker_color=MATE_COLORS[kind],
+                row=1,
+                col=2,
+            )
     else:
-        fig.add_annotation(text="batch 1: no batch-mates, and BatchNorm1d refuses train mode", x=4.5, y=0.9,
-                           showarrow=False, row=1, col=2)
+        fig.add_annotation(
+            text="batch 1: no batch-mates, and BatchNorm1d refuses train mode",
+            x=4.5,
+            y=0.9,
+            showarrow=False,
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title_text="class", tickvals=classes, row=1, col=2)
     fig.update_yaxes(title_text="probability", tickformat=".0%", range=[0, 1.02], row=1, col=2)
     fig.update_layout(barmode="group")
@@ -179,43 +267,86 @@ def notice_batch_mates(result, batch: int) -> str:
     batch = _nearest(sizes, batch)
     i = sizes.index(batch)
     p = m.train[i, :, m.label]
-    return (f"- Train mode, batch {batch}: the probability of the true class {m.label} is {_pct(p[0])} with "
-            f"same-class batch-mates, {_pct(p[1])} with mixed ones and {_pct(p[2])} with class-{m.other_class} "
-            f"ones. The largest change of any class probability over all batch sizes: "
-            f"{m.spread('train'):.2f}.\n"
-            f"- Eval mode: {_pct(m.alone[m.label])} in every batch; the largest change is {m.spread('eval'):.1e}, "
-            "float rounding. A sample's answer should not depend on its neighbours: in production use eval mode.")
+    return (
+        f"- Train mode, batch {batch}: the probability of the true class {m.label} is {_pct(p[0])} with "
+        f"same-class batch-mates, {_pct(p[1])} with mixed ones and {_pct(p[2])} with class-{m.other_class} "
+        f"ones. The largest change of any class probability over all batch sizes: "
+        f"{m.spread('train'):.2f}.\n"
+        f"- Eval mode: {_pct(m.alone[m.label])} in every batch; the largest change is {m.spread('eval'):.1e}, "
+        "float rounding. A sample's answer should not depend on its neighbours: in production use eval mode."
+    )
 
 
 # --- 4. small-batch training -------------------------------------------------------------------------------
 @of_finished_results
 def sweep(result, batch: int, font_size: int = 14) -> go.Figure:
     """Final test accuracy per norm against the training batch size; and train- vs eval-mode for BN/Renorm."""
-    fig = make_subplots(1, 2, horizontal_spacing=0.1, subplot_titles=(
-        "test accuracy (eval mode) after training at batch B",
-        "batch-statistics norms: eval mode vs train mode at batch B"))
+    fig = make_subplots(
+        1,
+        2,
+        horizontal_spacing=0.1,
+        subplot_titles=(
+            "test accuracy (eval mode) after training at batch B",
+            "batch-statistics norms: eval mode vs train mode at batch B",
+        ),
+    )
     for col in (1, 2):
         _mark(fig, batch, row=1, col=col)
     for i, kind in enumerate(result.norms):
         label = NORM_LABELS.get(kind, kind)
-        fig.add_scatter(x=result.sizes, y=result.test_acc[i], mode="lines+markers", name=label,
-                        line_color=norm_color(kind), hovertemplate="batch %{x}: %{y:.1%}", row=1, col=1)
+        fig.add_scatter(
+            x=result.sizes,
+            y=result.test_acc[i],
+            mode="lines+markers",
+            name=label,
+            line_color=norm_color(kind),
+            hovertemplate="batch %{x}: %{y:.1%}",
+            row=1,
+            col=1,
+        )
         if kind in BATCH_STAT_NORMS:
-            fig.add_scatter(x=result.sizes, y=result.test_acc[i], mode="lines+markers", showlegend=False,
-                            name=f"{label}, eval mode", line_color=norm_color(kind),
-                            hovertemplate="eval mode, batch %{x}: %{y:.1%}", row=1, col=2)
-            fig.add_scatter(x=result.sizes, y=result.train_mode_acc[i], mode="lines+markers",
-                            name=f"{label}, train mode (dashed)", line=dict(color=norm_color(kind), dash="dash"),
-                            hovertemplate="train mode, batch %{x}: %{y:.1%}", row=1, col=2)
+            fig.add_scatter(
+                x=result.sizes,
+                y=result.test_acc[i],
+                mode="lines+markers",
+                showlegend=False,
+                name=f"{label}, eval mode",
+                line_color=norm_color(kind),
+                hovertemplate="eval mode, batch %{x}: %{y:.1%}",
+                row=1,
+                col=2,
+            )
+            fig.add_scatter(
+                x=result.sizes,
+                y=result.train_mode_acc[i],
+                mode="lines+markers",
+                name=f"{label}, train mode (dashed)",
+                line=dict(color=norm_color(kind), dash="dash"),
+                hovertemplate="train mode, batch %{x}: %{y:.1%}",
+                row=1,
+                col=2,
+            )
         diverged = [int(s) for s, d in zip(result.sizes, result.diverged_at[i]) if d is not None]
         if diverged:
-            fig.add_scatter(x=diverged, y=[0.02] * len(diverged), mode="markers", name=f"{label}: diverged",
-                            marker=dict(symbol="x", size=12, color=norm_color(kind)), row=1, col=1)
+            fig.add_scatter(
+                x=diverged,
+                y=[0.02] * len(diverged),
+                mode="markers",
+                name=f"{label}: diverged",
+                marker=dict(symbol="x", size=12, color=norm_color(kind)),
+                row=1,
+                col=1,
+            )
     for col in (1, 2):
         _batch_axis(fig, result.sizes, row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", tickformat=".0%", range=[0, 1.02])
-    return style(fig, "Training at batch size B (same samples seen; learning rate "
-                 + ("× B/32)" if result.spec.lr_scaling == "linear" else "fixed)"), font_size, height=430)
+    return style(
+        fig,
+        "Training at batch size B (same samples seen; learning rate "
+        + ("× B/32)" if result.spec.lr_scaling == "linear" else "fixed)"),
+        font_size,
+        height=430,
+    )
 
 
 def notice_sweep(result) -> str:
@@ -223,10 +354,14 @@ def notice_sweep(result) -> str:
     if 2 not in sizes or 32 not in sizes:
         return "- Include batch sizes 2 and 32 in *Sweep batch sizes* for the numbers here."
     lo, hi = sizes.index(2), sizes.index(32)
-    changes = ", ".join(f"{NORM_LABELS.get(k, k)} {100 * (result.test_acc[i, lo] - result.test_acc[i, hi]):+.0f}"
-                        .replace("-", "−") for i, k in enumerate(result.norms))
-    lines = [f"- Test accuracy from batch 32 to batch 2, in points: {changes}. LayerNorm and GroupNorm normalise "
-             "each sample on its own, so the batch size hardly matters to them."]
+    changes = ", ".join(
+        f"{NORM_LABELS.get(k, k)} {100 * (result.test_acc[i, lo] - result.test_acc[i, hi]):+.0f}".replace("-", "−")
+        for i, k in enumerate(result.norms)
+    )
+    lines = [
+        f"- Test accuracy from batch 32 to batch 2, in points: {changes}. LayerNorm and GroupNorm normalise "
+        "each sample on its own, so the batch size hardly matters to them."
+    ]
     if "batch" in result.norms:
         bn = result.norms.index("batch")
         lines.append(
@@ -235,12 +370,17 @@ def notice_sweep(result) -> str:
             f"eval mode {_pct(result.test_acc[bn, lo])} and {_pct(result.test_acc[bn, hi])}. Two samples reduce "
             "every feature to ±1 (the sign of their difference), so at batch 2 BN learns little even in its own "
             "mode, and eval mode meets running statistics that no such batch matched. Where a size trains for few "
-            "steps, the running averages also lag behind the weights.")
+            "steps, the running averages also lag behind the weights."
+        )
     if "renorm" in result.norms:
-        lines.append("- Batch Renorm corrects each batch toward the running statistics (r and d, clipped by rmax and "
-                     "dmax) to shrink that mismatch: compare its numbers with BN's.")
-    lines.append("- With *Lr scaling* set to none, one learning rate is too large or too small for some batch size "
-                 "and the comparison turns into noise.")
+        lines.append(
+            "- Batch Renorm corrects each batch toward the running statistics (r and d, clipped by rmax and "
+            "dmax) to shrink that mismatch: compare its numbers with BN's."
+        )
+    lines.append(
+        "- With *Lr scaling* set to none, one learning rate is too large or too small for some batch size "
+        "and the comparison turns into noise."
+    )
     return "\n".join(lines)
 
 
@@ -250,14 +390,35 @@ def stream(result, font_size: int = 14) -> go.Figure:
     """Test accuracy over the stream per norm, and the batch size of every step."""
     fig = make_subplots(2, 1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
     for i, kind in enumerate(result.norms):
-        fig.add_scatter(x=result.stream_eval_steps, y=result.stream_acc[:, i], mode="lines",
-                        name=NORM_LABELS.get(kind, kind), line_color=norm_color(kind), row=1, col=1)
+        fig.add_scatter(
+            x=result.stream_eval_steps,
+            y=result.stream_acc[:, i],
+            mode="lines",
+            name=NORM_LABELS.get(kind, kind),
+            line_color=norm_color(kind),
+            row=1,
+            col=1,
+        )
     steps = np.arange(1, len(result.stream_batch) + 1)
     ones = result.stream_batch == 1
-    fig.add_bar(x=steps[~ones], y=result.stream_batch[~ones], marker_color="#bbbbbb", name="batch size",
-                showlegend=False, row=2, col=1)
-    fig.add_scatter(x=steps[ones], y=np.ones(int(ones.sum())), mode="markers", name="batch of 1",
-                    marker=dict(symbol="triangle-down", size=10, color=CRASH_COLOR), row=2, col=1)
+    fig.add_bar(
+        x=steps[~ones],
+        y=result.stream_batch[~ones],
+        marker_color="#bbbbbb",
+        name="batch size",
+        showlegend=False,
+        row=2,
+        col=1,
+    )
+    fig.add_scatter(
+        x=steps[ones],
+        y=np.ones(int(ones.sum())),
+        mode="markers",
+        name="batch of 1",
+        marker=dict(symbol="triangle-down", size=10, color=CRASH_COLOR),
+        row=2,
+        col=1,
+    )
     fig.update_yaxes(title_text="test accuracy", tickformat=".0%", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="batch size", row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
@@ -270,15 +431,19 @@ def notice_stream(result) -> str:
     line = f"- {ones} of {len(result.stream_batch)} steps had a batch of one (red triangles)."
     skipped = [f"{label(k)} skipped {s}" for k, s in zip(result.norms, result.stream_skipped) if k in BATCH_STAT_NORMS]
     if skipped:
-        line += (" BN and Batch Renorm cannot normalise one sample by its own batch statistics (PyTorch raises the "
-                 f"error above), so they skip those steps and never see those samples ({'; '.join(skipped)}).")
+        line += (
+            " BN and Batch Renorm cannot normalise one sample by its own batch statistics (PyTorch raises the "
+            f"error above), so they skip those steps and never see those samples ({'; '.join(skipped)})."
+        )
     if {"layer", "group"} & set(result.norms):
         line += " LayerNorm and GroupNorm normalise each sample over its own features and train on it as usual."
     final = ", ".join(f"{label(k)} {_pct(a)}" for k, a in zip(result.norms, result.stream_acc[-1]))
     last = f"- Final test accuracy (eval mode): {final}."
     if "batch" in result.norms:
-        last += (" BN's statistics come from batches of changing size, each as noisy as it is small: lower "
-                 "*Stream max batch* (e.g. to 8) and BN falls behind.")
+        last += (
+            " BN's statistics come from batches of changing size, each as noisy as it is small: lower "
+            "*Stream max batch* (e.g. to 8) and BN falls behind."
+        )
     return line + "\n" + last
 
 
@@ -287,32 +452,61 @@ def notice_stream(result) -> str:
 def finetune(result, font_size: int = 14) -> go.Figure:
     """Running-stat drift and test accuracy while fine-tuning with BN frozen in two ways."""
     f = result.finetune
-    fig = make_subplots(1, 3, horizontal_spacing=0.08, subplot_titles=(
-        "running mean moved (in pretrained stds)", "running var moved (|ln ratio|)", "test accuracy, eval mode"))
+    fig = make_subplots(
+        1,
+        3,
+        horizontal_spacing=0.08,
+        subplot_titles=(
+            "running mean moved (in pretrained stds)",
+            "running var moved (|ln ratio|)",
+            "test accuracy, eval mode",
+        ),
+    )
     for c, case in enumerate(FINETUNE_CASES):
         color = CASE_COLORS[case]
-        fig.add_scatter(x=f.steps, y=f.mean_drift[:, c], name=f"BN frozen by {case}", line_color=color,
-                        legendgroup=case, row=1, col=1)
-        fig.add_scatter(x=f.steps, y=f.var_drift[:, c], showlegend=False, line_color=color, legendgroup=case,
-                        row=1, col=2)
+        fig.add_scatter(
+            x=f.steps,
+            y=f.mean_drift[:, c],
+            name=f"BN frozen by {case}",
+            line_color=color,
+            legendgroup=case,
+            row=1,
+            col=1,
+        )
+        fig.add_scatter(
+            x=f.steps, y=f.var_drift[:, c], showlegend=False, line_color=color, legendgroup=case, row=1, col=2
+        )
         for cam, dash in ((0, "solid"), (1, "dot")):
-            fig.add_scatter(x=f.eval_steps, y=f.acc[:, c, cam], line=dict(color=color, dash=dash),
-                            name=f"{case}: {'old' if cam == 0 else 'new'} camera", showlegend=False,
-                            legendgroup=case, hovertemplate=("old" if cam == 0 else "new") + " camera: %{y:.1%}",
-                            row=1, col=3)
+            fig.add_scatter(
+                x=f.eval_steps,
+                y=f.acc[:, c, cam],
+                line=dict(color=color, dash=dash),
+                name=f"{case}: {'old' if cam == 0 else 'new'} camera",
+                showlegend=False,
+                legendgroup=case,
+                hovertemplate=("old" if cam == 0 else "new") + " camera: %{y:.1%}",
+                row=1,
+                col=3,
+            )
     fig.update_xaxes(title_text="fine-tuning step")
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=3)
-    return style(fig, "Fine-tuning on a new camera with BatchNorm 'frozen' (solid: old camera, dotted: new)",
-                 font_size, height=400)
+    return style(
+        fig,
+        "Fine-tuning on a new camera with BatchNorm 'frozen' (solid: old camera, dotted: new)",
+        font_size,
+        height=400,
+    )
 
 
 def notice_finetune(result) -> str:
     f = result.finetune
-    return (f"- The new camera: pixels × {CAMERA_GAIN} + {CAMERA_OFFSET} (standardised units). Both runs set "
-            f"`requires_grad=False` on every BN γ and β (largest change of any of them: {f.gamma_change.max():g}).\n"
-            f"- Left in train mode, BN still updates its running statistics from every batch: they moved "
-            f"{f.mean_drift[-1, 0]:.2f} stds (mean) toward the new camera, and accuracy on the old camera went "
-            f"from {_pct(f.acc[0, 0, 0])} to {_pct(f.acc[-1, 0, 0])}.\n"
-            f"- With `.eval()` on the BN modules they do not move at all ({f.mean_drift[-1, 1]:.1g}); old-camera "
-            f"accuracy ends at {_pct(f.acc[-1, 1, 0])}, new-camera at {_pct(f.acc[-1, 1, 1])}. Call `.eval()` on "
-            "the BN modules again after every `model.train()`.")
+    return (
+        f"- The new camera: pixels × {CAMERA_GAIN} + {CAMERA_OFFSET} (standardised units). Both runs set "
+        f"`requires_grad=False` on every BN γ and β (largest change of any of them: {f.gamma_change.max():g}).\n"
+        f"- Left in train mode, BN still updates its running statistics from every batch: they moved "
+        f"{f.mean_drift[-1, 0]:.2f} stds (mean) toward the new camera, and accuracy on the old camera went "
+        f"from {_pct(f.acc[0, 0, 0])} to {_pct(f.acc[-1, 0, 0])}.\n"
+        f"- With `.eval()` on the BN modules they do not move at all ({f.mean_drift[-1, 1]:.1g}); old-camera "
+        f"accuracy ends at {_pct(f.acc[-1, 1, 0])}, new-camera at {_pct(f.acc[-1, 1, 1])}. Call `.eval()` on "
+        "the BN modules again after every `model.train()`."
+    )

@@ -17,8 +17,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = Path(os.environ.get("NORMVIZ_SHOTS", "/tmp/normviz-e2e-shots"))
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 LOAD_TIMEOUT_S = float(os.environ.get("NORMVIZ_E2E_TIMEOUT", "300"))  # a page's first (training) load
@@ -53,11 +59,28 @@ def start_server(log: Path, port: int | None = None, env: dict[str, str] | None 
     """`streamlit run app.py` from the repo root on a free port, once /_stcore/health answers; `env` adds to
     this process's environment for the server only."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     server = Server(f"http://127.0.0.1:{port}", proc, log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -140,9 +163,14 @@ def skip_chart_drawing(ctx) -> None:
     """Serve Streamlit's Plotly chart component (a 4.7 MB module) as an empty component in this context:
     the app runs as usual but the browser draws no chart. For the fuzz tabs, where the charts are the
     default ones that the page test draws, this halves the time of a page load on a 2-core machine."""
-    ctx.route("**/static/js/PlotlyChart.*.js", lambda route: route.fulfill(
-        status=200, content_type="application/javascript",
-        body="const Empty = () => null; export { Empty as PlotlyChart, Empty as default };"))
+    ctx.route(
+        "**/static/js/PlotlyChart.*.js",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="application/javascript",
+            body="const Empty = () => null; export { Empty as PlotlyChart, Empty as default };",
+        ),
+    )
 
 
 # --- reading the page ---------------------------------------------------------------------------
@@ -222,8 +250,13 @@ def widget_state(page) -> dict[str, str]:
 
 def nav_links(page) -> list[tuple[str, str]]:
     """(href, title) of every link in the app's sidebar navigation."""
-    return [tuple(x) for x in page.eval_on_selector_all(
-        '[data-testid="stSidebarNav"] a[href]', "els => els.map(e => [e.href, e.innerText.split('\\n').pop().trim()])")]
+    return [
+        tuple(x)
+        for x in page.eval_on_selector_all(
+            '[data-testid="stSidebarNav"] a[href]',
+            "els => els.map(e => [e.href, e.innerText.split('\\n').pop().trim()])",
+        )
+    ]
 
 
 def save_shot(page, name: str) -> Path:
@@ -249,5 +282,5 @@ def pages_from_nav(base: str, links: list[tuple[str, str]]) -> list[AppPage]:
         url = href.split("?")[0].rstrip("/") or base
         if url.startswith(base) and url not in seen:
             seen.add(url)
-            pages.append(AppPage(len(pages), url, title, url[len(base):].strip("/") or "home"))
+            pages.append(AppPage(len(pages), url, title, url[len(base) :].strip("/") or "home"))
     return pages

@@ -22,8 +22,14 @@ TABS = 3  # page loads in flight at once (each is a session of its own; the brow
 
 
 # a page without settings knows no parameter: the cases use these names, every one unknown to it
-SETTINGLESS_PROBE = {"seed": "0", "lr": "0.1", "epochs": "20", "activation": "relu", "show": "true",
-                     "momenta": "0.1,0.01"}
+SETTINGLESS_PROBE = {
+    "seed": "0",
+    "lr": "0.1",
+    "epochs": "20",
+    "activation": "relu",
+    "show": "true",
+    "momenta": "0.1,0.01",
+}
 
 
 def _pick(defaults: dict[str, str]):
@@ -58,7 +64,7 @@ def _fuzz_page(ctx, p: h.AppPage) -> int:
     assert sum(c.expect is not None for c in cases) >= 30
     failures, t = [], time.monotonic()
     for start in range(0, len(cases), TABS):
-        batch = list(zip(tabs, cases[start:start + TABS]))
+        batch = list(zip(tabs, cases[start : start + TABS]))
         for tab, case in batch:
             tab.goto(f"{p.url}?{case.query}", wait_until="commit")
         for tab, case in batch:
@@ -69,8 +75,10 @@ def _fuzz_page(ctx, p: h.AppPage) -> int:
                 continue
             if problem := _check(tab, case, defaults):
                 failures.append(problem)
-    h.report(f"fuzz {p.slug}: {len(cases)} malformed URLs ({sum(c.expect is not None for c in cases)} must warn), "
-             f"{len(failures)} failures, {time.monotonic() - t:.0f} s")
+    h.report(
+        f"fuzz {p.slug}: {len(cases)} malformed URLs ({sum(c.expect is not None for c in cases)} must warn), "
+        f"{len(failures)} failures, {time.monotonic() - t:.0f} s"
+    )
     assert not failures, f"{p.slug}: {len(failures)} of {len(cases)} malformed URLs failed:\n" + "\n".join(failures)
     return len(cases)
 

@@ -18,6 +18,7 @@ def test_a_class_at_once_and_tabs_closed_mid_training():
         pytest.skip(f"{h.CHROMIUM} is missing: install Debian's chromium to run the browser tests")
     sys.path.insert(0, str(h.ROOT))
     from bench import load_test
+
     result = load_test.main(["--sessions", "10", "--churn", "20", "--rounds", "2"])
     assert result["errors"] == 0 and result["log_errors"] == 0
     assert len(result["ready_s"]) == result["sessions"]

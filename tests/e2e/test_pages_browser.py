@@ -23,7 +23,8 @@ def test_deep_link_on_a_fresh_server_gets_the_apps_navigation(deep_link_first, a
         f"the first visit to /{path} on a fresh server showed the navigation {[t for _, t in links]} instead of "
         f"the app's {[t for _, t in app_nav]}: Streamlit ran the page file directly (v1 multipage mode, because "
         "a folder named pages/ sits next to app.py), skipping app.py (set_page_config, configure_torch, "
-        "st.navigation) for every session until someone opens '/'")
+        "st.navigation) for every session until someone opens '/'"
+    )
 
 
 def _candidates(page) -> list[tuple[str, int, str, str]]:
@@ -87,8 +88,10 @@ def _change_a_widget(page, default_url: str, before: list[str]) -> str:
             changed = {k: (widgets.get(k), v) for k, v in h.widget_state(page).items() if widgets.get(k) != v}
             assert changed, f"the charts changed but no widget did ({label})"
             return f"{kind} '{label}' ({key}): {changed}"
-        tried.append(f"{label}: {len(h.chart_digest(page))} charts, {'same' if after == before else 'other'} view; "
-                     f"alerts {h.alerts(page)[:2]}")
+        tried.append(
+            f"{label}: {len(h.chart_digest(page))} charts, {'same' if after == before else 'other'} view; "
+            f"alerts {h.alerts(page)[:2]}"
+        )
     raise AssertionError(f"no sidebar widget changed the view: {tried}")
 
 
