@@ -1,7 +1,8 @@
 """Figures of the Running statistics view: trajectories (A), estimate errors (B), eval accuracy (C), PreciseBN.
 
-Every momentum has one colour everywhere (`momentum_color` of its PyTorch-convention value) and its label
-names the convention it was entered in. `shown` lists the row indices to draw (a display choice only).
+Every momentum has one colour in all charts of a run (`momentum_colors`: by rank of its PyTorch-convention
+value) and its label names the convention it was entered in. `shown` lists the row indices to draw (a display
+choice only).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from normviz.figures.memo import of_finished_results
-from normviz.figures.style import REFERENCE_COLOR, momentum_color, style
+from normviz.figures.style import REFERENCE_COLOR, momentum_colors, style
 
 POPULATION_NAMES = {"precise": "population (a) PreciseBN", "eval": "population (b) eval-mode"}
 BATCH_DOT = dict(color="rgba(90,90,90,0.35)", size=3)
@@ -48,6 +49,7 @@ def trajectories(result, layer: int, channel: int, shown=None, font_size: int = 
         subplot_titles=("running mean", f"running var ({result.spec.var_estimator} estimator)"),
     )
     steps, pop_steps = result.trace_steps, result.pop_steps
+    colors = momentum_colors(result.row_momenta)
     for r, (running, batch, pop) in enumerate(
         (
             (result.running_mean, result.batch_mean, result.pop_mean),
@@ -67,13 +69,12 @@ def trajectories(result, layer: int, channel: int, shown=None, font_size: int = 
             col=1,
         )
         for i in _rows(result, shown):
-            m = result.row_momenta[i]
             fig.add_scatter(
                 x=steps,
                 y=running[:, layer, i, channel],
                 mode="lines",
                 name=result.labels[i],
-                line=dict(color=momentum_color(m), width=2),
+                line=dict(color=colors[i], width=2),
                 legendgroup=str(i),
                 showlegend=r == 1,
                 row=r,
@@ -111,7 +112,7 @@ def errors(result, population: str = "precise", shown=None, font_size: int = 14)
         subplot_titles=("mean: |running_mean − pop_mean| / √pop_var", "var: |running_var / pop_var − 1|"),
     )
     err_mean, err_var = result.err_mean[population].mean(1), result.err_var[population].mean(1)  # (T, R)
-    rows = _rows(result, shown)
+    rows, colors = _rows(result, shown), momentum_colors(result.row_momenta)
     for c, err in enumerate((err_mean, err_var), 1):
         for i in rows:
             fig.add_scatter(
@@ -120,7 +121,7 @@ def errors(result, population: str = "precise", shown=None, font_size: int = 14)
                 mode="lines+markers",
                 marker_size=4,
                 name=result.labels[i],
-                line_color=momentum_color(result.row_momenta[i]),
+                line_color=colors[i],
                 legendgroup=str(i),
                 showlegend=c == 1,
                 row=1,
@@ -129,12 +130,12 @@ def errors(result, population: str = "precise", shown=None, font_size: int = 14)
     for i in rows:  # the effective window: the start-up error has decayed by e after about 1/m steps
         m = result.row_momenta[i]
         if m is not None and 1 / m <= result.spec.steps:
-            line = dict(color=momentum_color(m), dash="dot", width=1.5)
+            line = dict(color=colors[i], dash="dot", width=1.5)
             # a label only where it has room: windows of a few steps crowd the left edge
             text = (
                 dict(
                     annotation_position="top right",
-                    annotation=dict(text=f"1/m={1 / m:.0f}", textangle=-90, font_color=momentum_color(m)),
+                    annotation=dict(text=f"1/m={1 / m:.0f}", textangle=-90, font_color=colors[i]),
                 )
                 if 1 / m >= 0.04 * result.spec.steps
                 else {}
@@ -151,7 +152,7 @@ def errors(result, population: str = "precise", shown=None, font_size: int = 14)
 @of_finished_results
 def accuracy(result, shown=None, font_size: int = 14) -> go.Figure:
     """Chart C: test accuracy in eval mode with each momentum's running stats, and in train mode."""
-    fig = go.Figure()
+    fig, colors = go.Figure(), momentum_colors(result.row_momenta)
     for i in _rows(result, shown):
         fig.add_scatter(
             x=result.pop_steps,
@@ -159,7 +160,7 @@ def accuracy(result, shown=None, font_size: int = 14) -> go.Figure:
             mode="lines+markers",
             marker_size=4,
             name=f"eval mode: {result.labels[i]}",
-            line_color=momentum_color(result.row_momenta[i]),
+            line_color=colors[i],
         )
     fig.add_scatter(
         x=result.pop_steps, y=result.train_acc, mode="lines", name="train mode (batch statistics)", line=TRAIN_MODE_LINE
@@ -179,7 +180,7 @@ def precise_bn(result, shown=None, font_size: int = 14) -> go.Figure:
     rows = _rows(result, shown)
     names = [result.labels[i] for i in rows] + [f"after PreciseBN (N={p['batches']})"]
     values = [p["before"][i] for i in rows] + [p["after"]]
-    colors = [momentum_color(result.row_momenta[i]) for i in rows] + [PRECISE_COLOR]
+    colors = [momentum_colors(result.row_momenta)[i] for i in rows] + [PRECISE_COLOR]
     fig = go.Figure(
         go.Bar(
             x=values,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
@@ -40,13 +38,14 @@ def norm_color(name: str) -> str:
     return NORM_COLORS.get(name, "#444444")
 
 
-def momentum_color(m: float | None) -> str:
-    """PyTorch-convention momentum -> a fixed colour on a log scale from 1e-4 (purple) to 1 (yellow);
+def momentum_colors(momenta) -> list[str]:
+    """One colour per PyTorch-convention momentum, by rank on an ordered scale (smallest purple, largest yellow),
+    so that close values such as 0.5, 0.95 and 0.996 still get distinct colours; equal values share one.
     None (the cumulative average) is slate grey."""
-    if m is None:
-        return CMA_COLOR
-    t = (math.log10(max(min(m, 1.0), 1e-4)) + 4) / 4
-    return sample_colorscale("Plasma", [0.05 + 0.85 * t])[0]
+    ranked = sorted({m for m in momenta if m is not None})
+    top = max(len(ranked) - 1, 1)
+    scale = {m: sample_colorscale("Plasma", [0.05 + 0.8 * r / top])[0] for r, m in enumerate(ranked)}
+    return [CMA_COLOR if m is None else scale[m] for m in momenta]
 
 
 def style(
@@ -65,4 +64,12 @@ def style(
     for menu in fig.layout.updatemenus:  # play/pause buttons: readable on the light and the dark theme
         menu.update(bgcolor=MENU_BG, bordercolor=CMA_COLOR, font=dict(color=MENU_TEXT, size=font_size))
     fig.update_annotations(font_size=font_size)
+    # explicit sizes: the Streamlit theme's template would otherwise keep ticks and legends at 12 px
+    axis_fonts = dict(tickfont_size=font_size, title_font_size=font_size)
+    fig.update_xaxes(**axis_fonts)
+    fig.update_yaxes(**axis_fonts)
+    fig.update_layout(legend_font_size=font_size)
+    for axis in (*fig.select_xaxes(), *fig.select_yaxes()):
+        if axis.type == "log" and axis.tickvals is None and axis.dtick is None:
+            axis.dtick = 1  # 0.1 / 1 / 10 instead of bare mantissa digits
     return fig
