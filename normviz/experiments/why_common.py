@@ -1,0 +1,134 @@
+"""What the five "Why BN helps" experiments share: their common settings, the digits, and SGD with a
+learning rate (and weight decay) of its own for every model of a stack.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from normviz.config import DataSpec, param
+from normviz.data import Dataset, load_checked
+from normviz.stacked import StackedMLP
+
+N_CLASSES = 10
+
+
+# settings several experiments share: one definition each, so that the page's single spec stays consistent
+def depth_param():
+    return param(6, "hidden layers of the MLP", lo=1, hi=8, label="Hidden layers")
+
+
+def width_param():
+    return param(64, "units per hidden layer", lo=8, hi=256, label="Width")
+
+
+def steps_param():
+    return param(150, "training steps", lo=20, hi=3000, label="Training steps")
+
+
+def batch_param():
+    return param(64, "samples per training step", lo=4, hi=512, log=True, label="Batch size")
+
+
+def lr_param():
+    return param(0.1, "SGD learning rate", lo=1e-4, hi=10.0, log=True, label="Learning rate (SGD)")
+
+
+def digits(seed: int, scaling: str = "standardize") -> Dataset:
+    """The bundled 8x8 digits: 1,348 training and 449 test images."""
+    return load_checked(DataSpec(dataset="digits", scaling=scaling, seed=seed))
+
+
+class StackedSGD:
+    """Plain SGD on a StackedMLP where model k has its own learning rate lr[k] and weight decay wd[k].
+
+    torch's optimizers take one rate per tensor, and every stacked tensor holds all K models; the rows of
+    a (K, ...) tensor are the models, so a (K, 1, 1) rate is K optimizers in one. Weight decay, when given,
+    applies only to the weights of the hidden (BN-followed) layers: `p <- p - lr * (grad + wd * p)`.
+    """
+
+    def __init__(self, model: StackedMLP, lr: torch.Tensor, wd: torch.Tensor | None = None):
+        self.model = model
+        self.lr = lr.clone().float()  # (K,)
+        self.wd = None if wd is None else wd.clone().float()
+
+    @torch.no_grad()
+    def step(self, hidden_lr: torch.Tensor | None = None) -> None:
+        """One update; `hidden_lr` (K, L) overrides the rate of each model's hidden-layer weights."""
+        m, n_bn = self.model, self.model.n_bn
+        depth = m.shape.depth
+        for i, (w, b) in enumerate(zip(m.weights, m.biases)):
+            lr = self.lr if hidden_lr is None or i >= depth else hidden_lr[:, i]
+            lr = lr.view(-1, 1, 1)
+            if w.grad is not None:
+                if self.wd is not None and i < depth:
+                    w.mul_(1 - lr * self.wd.view(-1, 1, 1))
+                w.addcmul_(w.grad, lr, value=-1)
+            if b.grad is not None:
+                b.addcmul_(b.grad, lr, value=-1)
+        for p in list(m.gammas) + list(m.betas):
+            if p.grad is not None:
+                p.addcmul_(p.grad, self.lr[:n_bn].view(-1, 1, 1), value=-1)
+
+    def zero_grad(self) -> None:
+        for p in self.model.parameters():
+            p.grad = None
+
+
+INIT = "xavier"  # std sqrt(1/fan_in): without BN, ReLU activations shrink layer by layer, as in most real nets
+DIVERGED_LOSS = 10 * math.log(N_CLASSES)  # ten times chance level: a loss no learning network comes back from
+
+
+def diverged(losses: torch.Tensor) -> torch.Tensor:
+    """(K,) bool: a loss that is not finite or above DIVERGED_LOSS counts as diverged."""
+    return ~torch.isfinite(losses) | (losses > DIVERGED_LOSS)
+
+
+def backward_alive(losses: torch.Tensor, diverged_at: list, step: int) -> None:
+    """Mark newly diverged models (their step is recorded) and backpropagate the others' summed losses."""
+    bad = diverged(losses.detach())
+    for k in torch.nonzero(bad).flatten().tolist():
+        if diverged_at[k] is None:
+            diverged_at[k] = step
+    alive = torch.tensor([d is None for d in diverged_at])
+    if alive.any():
+        losses[alive].sum().backward()  # the sum keeps each model's gradient its own
+
+
+def snippet_head(spec, scaling: str = "standardize") -> list[str]:
+    """The lines every Why-BN snippet starts with: the digits, the MLP with a chosen norm, the batches."""
+    scaled = "(x - x.mean(0)) / (x.std(0) + 1e-8)" if scaling == "standardize" else "x / 16"  # unit: pixels in [0, 1]
+    return [
+        "import torch",
+        "from torch import nn",
+        "from sklearn.datasets import load_digits",
+        "",
+        "x, y = load_digits(return_X_y=True)",
+        f"x, y = torch.tensor({scaled}, dtype=torch.float32), torch.tensor(y)",
+        "x_train, y_train, x_test, y_test = x[:1348], y[:1348], x[1348:], y[1348:]",
+        "",
+        "",
+        f"def mlp(norm, depth={spec.depth}, w={spec.width}):  # norm(w) builds each hidden layer's norm; Xavier init",
+        f"    torch.manual_seed({spec.seed})",
+        "    sizes = [64] + [w] * depth",
+        "    layers = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), norm(b), nn.ReLU())]",
+        "    net = nn.Sequential(*layers, nn.Linear(w, 10))",
+        "    for m in net:",
+        "        if isinstance(m, nn.Linear):",
+        "            nn.init.normal_(m.weight, std=m.in_features**-0.5)",
+        "            nn.init.zeros_(m.bias)",
+        "    return net",
+        "",
+        "",
+        f"g = torch.Generator().manual_seed({spec.seed})  # the same {spec.steps} batches for every network",
+        f"batches = [torch.randint(len(x_train), ({spec.batch_size},), generator=g) for _ in range({spec.steps})]",
+        "",
+        "",
+    ]
+
+
+def percent(x: float) -> str:
+    """An accuracy for a notice; a diverged network has none."""
+    return f"{x:.1%}" if math.isfinite(x) else "none (diverged)"

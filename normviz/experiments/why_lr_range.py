@@ -1,0 +1,199 @@
+"""The usable learning-rate range: BN and no-BN MLPs at a log grid of learning rates, all in one stacked run.
+
+python -m normviz why-lr-range --rates 12 --lr-min 0.001 --lr-max 10 --json lr.json
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from normviz.commands import Command
+from normviz.config import Spec, SpecError, param
+from normviz.experiments.why_common import (
+    DIVERGED_LOSS,
+    INIT,
+    StackedSGD,
+    backward_alive,
+    batch_param,
+    depth_param,
+    digits,
+    snippet_head,
+    steps_param,
+    width_param,
+)
+from normviz.runs import Throttle
+from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
+from normviz.train import BatchSampler, accuracy
+
+MODELS = ("BN", "no BN")  # stack order: the BN models (one per rate) come first
+TRAINS_AT = 0.9  # a rate "trains" when the final test accuracy reaches this
+
+
+@dataclass(frozen=True)
+class LrRangeSpec(Spec):
+    """One MLP shape, trained with and without BN at each rate of a log grid (plain SGD, Xavier init)."""
+
+    depth: int = depth_param()
+    width: int = width_param()
+    steps: int = steps_param()
+    batch_size: int = batch_param()
+    rates: int = param(12, "learning rates on a log grid from lr_min to lr_max", lo=3, hi=24, label="Learning rates")
+    lr_min: float = param(1e-3, "smallest learning rate of the grid", lo=1e-5, hi=1.0, log=True, label="Smallest rate")
+    lr_max: float = param(10.0, "largest learning rate of the grid", lo=1e-3, hi=100.0, log=True, label="Largest rate")
+
+    def validate(self):
+        super().validate()
+        if self.lr_min >= self.lr_max:
+            raise SpecError(f"lr_min ({self.lr_min:g}) must be smaller than lr_max ({self.lr_max:g})")
+
+    def grid(self) -> np.ndarray:
+        return np.logspace(np.log10(self.lr_min), np.log10(self.lr_max), self.rates)
+
+
+@dataclass
+class LrRangeResult:
+    spec: LrRangeSpec
+    lrs: np.ndarray  # (R,)
+    steps_done: int = 0
+    done: bool = False
+    loss: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (S, 2R), BN rates first
+    test_acc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (2R,) eval mode, nan: diverged
+    diverged_at: list = field(default_factory=list)  # (2R,) step or None
+
+    @property
+    def progress(self) -> float:
+        return self.steps_done / self.spec.steps
+
+    def _rows(self, model: str) -> slice:
+        r = len(self.lrs)
+        return slice(0, r) if model == "BN" else slice(r, 2 * r)
+
+    def acc(self, model: str) -> np.ndarray:
+        """(R,) final test accuracy at each rate; nan where the model diverged."""
+        return self.test_acc[self._rows(model)]
+
+    def diverged(self, model: str) -> list:
+        return self.diverged_at[self._rows(model)]
+
+    def trains(self, model: str) -> np.ndarray:
+        """(R,) bool: the rate reaches TRAINS_AT test accuracy."""
+        return np.nan_to_num(self.acc(model), nan=0.0) >= TRAINS_AT
+
+    def usable(self, model: str) -> tuple[float, float] | None:
+        """(smallest, largest) rate that trains, or None."""
+        ok = self.lrs[self.trains(model)]
+        return (float(ok.min()), float(ok.max())) if len(ok) else None
+
+    def decades(self, model: str) -> float:
+        """Width of the usable range in decades of learning rate (0 for a single rate)."""
+        span = self.usable(model)
+        return 0.0 if span is None else float(np.log10(span[1] / span[0]))
+
+    def best_lr(self, model: str) -> float:
+        """The rate with the highest final test accuracy (the largest of tied rates)."""
+        acc = np.nan_to_num(self.acc(model), nan=-1.0)
+        return float(self.lrs[np.flatnonzero(acc == acc.max())[-1]])
+
+    def notice(self) -> str:
+        """The conclusion, with the numbers of this run."""
+        parts = []
+        for m in MODELS:
+            span = self.usable(m)
+            where = f"from {span[0]:.3g} to {span[1]:.3g} ({self.decades(m):.1f} decades)" if span else "at no rate"
+            parts.append(
+                f"**{m}** reaches {TRAINS_AT:.0%} test accuracy {where}; its best rate is {self.best_lr(m):.3g} "
+                f"({np.nanmax(np.append(self.acc(m), 0)):.1%})"
+            )
+        first = [d for d in self.diverged("no BN") if d is not None]
+        tail = (
+            f" Without BN, {len(first)} of the {len(self.lrs)} rates diverged (the loss passed 10x chance or "
+            "became infinite)" + (f", the fastest at step {min(first)}." if first else ".")
+            if first
+            else ""
+        )
+        return "; ".join(parts) + "." + tail
+
+    def summary(self) -> dict:
+        return {
+            "spec": self.spec.to_dict(),
+            "steps_done": self.steps_done,
+            "lrs": self.lrs.tolist(),
+            "trains_at": TRAINS_AT,
+            **{
+                m: {
+                    "test_acc": self.acc(m).tolist(),
+                    "diverged_at": self.diverged(m),
+                    "usable_range": self.usable(m),
+                    "decades": self.decades(m),
+                    "best_lr": self.best_lr(m),
+                }
+                for m in MODELS
+            },
+        }
+
+
+def run(spec: LrRangeSpec) -> Iterator[LrRangeResult]:
+    """Train all 2R networks on the same batches; yields growing partial results and the final one."""
+    data = digits(spec.seed)
+    lrs = spec.grid()
+    r = len(lrs)
+    gen = torch.Generator().manual_seed(spec.seed)
+    shape = StackShape(data.n_features, data.n_classes, spec.depth, spec.width)
+    model = StackedMLP(shape, [1.0] * (2 * r), n_bn=r, weight_init=INIT, generator=gen)  # one draw for all
+    opt = StackedSGD(model, torch.tensor(np.concatenate([lrs, lrs]), dtype=torch.float32))
+    sampler = BatchSampler(len(data.x_train), min(spec.batch_size, len(data.x_train)), gen)
+    losses, diverged_at, throttle = [], [None] * (2 * r), Throttle()
+
+    def snapshot(step: int, done: bool) -> LrRangeResult:
+        acc = accuracy(model, data.x_test, data.y_test).numpy()
+        acc[[d is not None for d in diverged_at]] = np.nan
+        loss = np.array(losses, np.float32).reshape(-1, 2 * r)
+        return LrRangeResult(spec, lrs, step, done, loss, acc, list(diverged_at))
+
+    for step in range(1, spec.steps + 1):
+        idx = sampler.next()
+        loss = stacked_cross_entropy(model(data.x_train[idx]), data.y_train[idx])  # (2R,)
+        opt.zero_grad()
+        backward_alive(loss, diverged_at, step)
+        opt.step()
+        losses.append(loss.detach().numpy())
+        if all(d is not None for d in diverged_at):
+            break
+        if throttle.due():
+            yield snapshot(step, False)
+    yield snapshot(step, True)
+
+
+COMMAND = Command(
+    "why-lr-range",
+    "BN and no-BN MLPs at a log grid of learning rates (one stacked run): accuracy and divergence per rate",
+    LrRangeSpec,
+    run,
+    LrRangeResult.summary,
+)
+
+
+def pytorch_snippet(spec: LrRangeSpec) -> str:
+    """Each rate trained with and without BN, one network at a time: test accuracy or None (diverged)."""
+    code = snippet_head(spec) + [
+        "def train(norm, lr):  # test accuracy in eval mode, or None if the loss diverged",
+        "    net = mlp(norm)",
+        "    opt = torch.optim.SGD(net.parameters(), lr=lr)",
+        "    for idx in batches:",
+        "        loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
+        f"        if not loss < {DIVERGED_LOSS:.4g}:  # ten times chance, or nan",
+        "            return None",
+        "        opt.zero_grad()",
+        "        loss.backward()",
+        "        opt.step()",
+        "    return round((net.eval()(x_test).argmax(1) == y_test).float().mean().item(), 3)",
+        "",
+        "",
+        f"for lr in torch.logspace({np.log10(spec.lr_min):.6g}, {np.log10(spec.lr_max):.6g}, {spec.rates}).tolist():",
+        "    print(f'lr {lr:7.3g}: BN {train(nn.BatchNorm1d, lr)}, no BN {train(lambda w: nn.Identity(), lr)}')",
+    ]
+    return "\n".join(code) + "\n"
