@@ -1,0 +1,131 @@
+"""Live runs in headless Chromium, on a server with one worker process: the charts of a training page grow
+frame by frame without duplicates, a second run waits behind the queue notice, the browser's cost cap refuses
+an expensive link, and closing a tab stops its training in the worker."""
+
+from __future__ import annotations
+
+import time
+
+import e2e_helpers as h
+import psutil
+import pytest
+
+pytestmark = pytest.mark.browser
+
+# Each animation frame the browser paints: how many chart elements there are, and a digest of the charts'
+# data while a run's progress line is shown (an intermediate frame).
+WATCH_FRAMES = """() => {
+    const seen = window.__live = {maxCharts: 0, frames: new Set()};
+    const sample = () => {
+        const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+        seen.maxCharts = Math.max(seen.maxCharts, charts.length);
+        if (document.querySelector('[data-testid="stProgress"]')) {
+            const drawn = charts.map(c => c.querySelector('.js-plotly-plot')).filter(g => g && g._fullData);
+            if (drawn.length) seen.frames.add(drawn.map(g => g._fullData.map(t => t._length).join(',')).join('|'));
+        }
+    };
+    const tick = () => { requestAnimationFrame(tick); sample(); };
+    requestAnimationFrame(tick);
+    setInterval(sample, 100);  // also while no frame is painted (a busy renderer)
+}"""
+QUEUE_NOTICE = "ahead of yours"
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    """The app with one worker process and no disk cache: a second run has to queue."""
+    server = h.start_server(
+        tmp_path_factory.mktemp("live") / "server.log", env={"NORMVIZ_WORKERS": "1", "NORMVIZ_CACHE_DIR": "off"}
+    )
+    try:
+        yield server
+    finally:
+        h.stop_server(server)
+
+
+def _activations(server, seed: int, **settings) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"seed": seed, **settings}.items())
+    return f"{server.base}/activations?{query}"
+
+
+def _worker(server) -> psutil.Process:
+    """The server's one worker process (a process of the server's process group that trains)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        children = psutil.Process(server.proc.pid).children(recursive=True)
+        busy = [p for p in children if p.cpu_percent(interval=0.5) > 15]  # a loaded machine gives it less than a core
+        if busy:
+            return busy[0]
+    raise AssertionError(f"no busy worker among {children}")
+
+
+def test_a_training_page_grows_its_charts_in_place(browser, one_worker):
+    """Activations with a seed nobody trained (1000 steps: a few seconds on an idle machine, long enough for a
+    busy one): at least 3 distinct intermediate frames reach the browser, and no painted frame holds more chart
+    elements than the page's three charts."""
+    page = browser.new_context(viewport=h.VIEWPORT).new_page()
+    try:
+        page.add_init_script(f"({WATCH_FRAMES})()")
+        started = time.monotonic()
+        page.goto(_activations(one_worker, 7301, steps=1000), wait_until="domcontentloaded")
+        h.wait_idle(page)
+        seen = page.evaluate("() => ({max: window.__live.maxCharts, frames: window.__live.frames.size})")
+        took = time.monotonic() - started
+        h.report(f"Activations live: {seen['frames']} distinct intermediate frames, page final after {took:.1f} s")
+        h.report(f"Activations live: at most {seen['max']} chart elements painted at once (the page has 3)")
+        assert seen["frames"] >= 3, seen
+        assert len(page.locator('[data-testid="stPlotlyChart"]').all()) == 3 and not h.problems(page)
+        if seen["max"] > 3:  # a known gap (issue 18): reported as xfail, not hidden, until charts update in place
+            # st.plotly_chart gives a chart a new element id whenever its figure changes, and the browser keeps
+            # the previous element next to the new one until the fragment's run ends
+            pytest.xfail(f"{seen['max']} chart elements were painted at once (the page has 3)")
+    finally:
+        page.context.close()
+
+
+def test_a_run_behind_a_busy_worker_shows_the_queue_notice_first(browser, one_worker):
+    first = browser.new_context(viewport=h.VIEWPORT).new_page()
+    second = browser.new_context(viewport=h.VIEWPORT).new_page()
+    try:
+        first.goto(_activations(one_worker, 7302, steps=3000), wait_until="domcontentloaded")
+        first.wait_for_selector('[data-testid="stProgress"]', timeout=h.LOAD_TIMEOUT_S * 1000)
+        second.goto(_activations(one_worker, 7303), wait_until="domcontentloaded")
+        notice = second.locator('[data-testid="stAlert"]', has_text=QUEUE_NOTICE)
+        notice.wait_for(timeout=h.LOAD_TIMEOUT_S * 1000)
+        text = notice.inner_text()
+        assert "1 run ahead of yours, about" in text and text.rstrip().endswith(" s"), text
+        assert not second.locator('[data-testid="stPlotlyChart"]').all()  # the notice stands where charts go
+        first.context.close()  # the first run is cancelled: the second one starts
+        second.locator('[data-testid="stProgress"]').wait_for(timeout=60_000)
+        assert not second.locator('[data-testid="stAlert"]', has_text=QUEUE_NOTICE).all()
+    finally:
+        for page in (first, second):
+            page.context.close()
+
+
+def test_the_cost_cap_refuses_an_expensive_link_naming_the_setting(browser, one_worker):
+    page = browser.new_context(viewport=h.VIEWPORT).new_page()
+    try:
+        page.goto(_activations(one_worker, 7304, steps=5000, batch_size=1024), wait_until="domcontentloaded")
+        h.wait_idle(page)
+        errors = h.alerts(page, "Error")
+        assert len(errors) == 1 and "steps" in errors[0] and "batch_size" in errors[0], errors
+        assert not page.locator('[data-testid="stPlotlyChart"]').all() and not h.problems(page)
+    finally:
+        page.context.close()
+
+
+def test_closing_the_tab_stops_the_training(browser, one_worker):
+    page = browser.new_context(viewport=h.VIEWPORT).new_page()
+    page.goto(_activations(one_worker, 7305, steps=3000), wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stProgress"]', timeout=h.LOAD_TIMEOUT_S * 1000)
+    worker = _worker(one_worker)
+    page.context.close()
+    closed, idle_after = time.monotonic(), None
+    while time.monotonic() - closed < 10:
+        if worker.cpu_percent(interval=0.5) < 5:  # waiting for its next job
+            idle_after = time.monotonic() - closed
+            break
+    h.report(f"closed tab: the worker's CPU fell below 5% after {idle_after} s")
+    assert idle_after is not None and idle_after < 5, "the worker kept training after the tab closed"
+    assert worker.is_running()  # freed, not killed
