@@ -3,11 +3,10 @@
 import streamlit as st
 
 from normviz import warm
-from normviz.runs import STORE
 from normviz.runtime import configure_torch
 
 configure_torch()
-warm.start_once(STORE)  # the defaults and the tour's presets train in the background, once per server
+warm.start_once()  # the defaults and the tour's presets train in the run service at low priority, once per server
 st.set_page_config(page_title="normviz: BatchNorm, live", page_icon=":material/bar_chart:", layout="wide")
 
 
@@ -24,6 +23,7 @@ PAGES = {
         view("train_vs_inference", "Train vs inference", "compare_arrows"),
         view("alternatives", "Alternatives", "tune"),
         view("by_hand", "BN by hand", "edit_note"),
+        view("why_bn", "Why BN helps", "psychology"),
     ],
 }
 st.navigation(PAGES).run()

@@ -35,6 +35,8 @@ SUITE = {  # name -> module with run(quick) -> list[Row]
     "pages": "bench.bench_pages",
     "memory": "bench.bench_memory",
     "threads": "bench.bench_threads",
+    "service": "bench.bench_service",
+    "cost": "bench.bench_cost",
 }
 COLUMNS = ("benchmark", "measured", "baseline", "ratio", "target", "met", "note")
 

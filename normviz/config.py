@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +32,14 @@ class SpecError(ValueError):
     """A setting is out of range or of the wrong type; the message names it."""
 
 
-def param(default, help: str, *, lo=None, hi=None, choices=None, log=False, label=None):
+# where a field may be set: everywhere, only by the command line (a path on the user's own machine),
+# or only by the page from the session (an upload's content hash); the URL and the widgets see the first only
+SCOPES = ("all", "cli", "session")
+
+
+def param(default, help: str, *, lo=None, hi=None, choices=None, log=False, label=None, scope="all"):
     """A spec field: default, help line, and the constraints validation enforces."""
-    meta = dict(help=help, lo=lo, hi=hi, choices=choices, log=log, label=label)
+    meta = dict(help=help, lo=lo, hi=hi, choices=choices, log=log, label=label, scope=scope)
     return field(default=default, metadata=meta)
 
 
@@ -55,16 +61,16 @@ def _parse_scalar(kind: type, text: str):
             return True
         if low in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"expected true/false, got {text!r}")
+        raise ValueError(f"expected true/false, got {quote(text)}")
     if kind in (int, float):
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"expected a number, got {text[:40]!r}") from None
+            raise ValueError(f"expected a number, got {quote(text)}") from None
         if kind is float:
             return value
         if not value.is_integer():
-            raise ValueError(f"expected a whole number, got {text!r}")
+            raise ValueError(f"expected a whole number, got {quote(text)}")
         return int(value)
     return text
 
@@ -96,13 +102,13 @@ class Spec:
         kind, meta, name = _kind(f), f.metadata, f.name
         if kind is tuple:
             if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-                raise SpecError(f"{name}: expected a list, got {value!r}")
+                raise SpecError(f"{name}: expected a list, got {quote(repr(value))}")
             item_kind = _tuple_item_kind(f)
             items = tuple(cls._check_scalar(name, item_kind, meta, v) for v in value)
             if not items:
                 raise SpecError(f"{name}: needs at least one value")
             if len(set(items)) != len(items):
-                raise SpecError(f"{name}: repeated values in {list(items)}")
+                raise SpecError(f"{name}: repeated values in {quote(str(list(items)))}")
             return items
         return cls._check_scalar(name, kind, meta, value)
 
@@ -110,28 +116,28 @@ class Spec:
     def _check_scalar(name, kind, meta, value):
         if kind is bool:
             if not isinstance(value, bool):
-                raise SpecError(f"{name}: expected true or false, got {value!r}")
+                raise SpecError(f"{name}: expected true or false, got {quote(repr(value))}")
             return value
         if kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SpecError(f"{name}: expected a number, got {value!r}")
+                raise SpecError(f"{name}: expected a number, got {quote(repr(value))}")
             if kind is int:
                 if isinstance(value, float) and not value.is_integer():
-                    raise SpecError(f"{name}: expected a whole number, got {value!r}")
+                    raise SpecError(f"{name}: expected a whole number, got {quote(repr(value))}")
                 value = int(value)
             else:
                 value = float(value)
                 if not math.isfinite(value):
-                    raise SpecError(f"{name}: must be a finite number, got {value!r}")
+                    raise SpecError(f"{name}: must be a finite number, got {quote(repr(value))}")
             lo, hi = meta.get("lo"), meta.get("hi")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise SpecError(f"{name}: must be between {lo} and {hi}, got {value!r}")
+                raise SpecError(f"{name}: must be between {lo} and {hi}, got {quote(repr(value))}")
             return value
         if not isinstance(value, str):
-            raise SpecError(f"{name}: expected text, got {value!r}")
+            raise SpecError(f"{name}: expected text, got {quote(repr(value))}")
         choices = meta.get("choices")
         if choices is not None and value not in choices:
-            raise SpecError(f"{name}: must be one of {', '.join(choices)}; got {value!r}")
+            raise SpecError(f"{name}: must be one of {', '.join(choices)}; got {quote(value)}")
         if len(value) > 1000:
             raise SpecError(f"{name}: text too long ({len(value)} characters)")
         return value
@@ -175,9 +181,11 @@ class Spec:
         return info
 
     def to_query(self) -> dict[str, str]:
-        out = {}
+        """The settings a URL carries (not the command line's paths nor a session's upload)."""
+        info, out = self.field_info(), {}
         for name, value in self.to_dict().items():
-            out[name] = ",".join(map(_format_scalar, value)) if isinstance(value, list) else _format_scalar(value)
+            if info[name]["scope"] == "all":
+                out[name] = ",".join(map(_format_scalar, value)) if isinstance(value, list) else _format_scalar(value)
         return out
 
     @classmethod
@@ -203,7 +211,7 @@ class Spec:
         `params` maps a key to a string or to a list of strings (a repeated key).
         Keys in `ignore` belong to the page (e.g. a preset name) and are not warned about.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {name for name, i in cls.field_info().items() if i["scope"] == "all"}
         values, warnings = {}, []
         for key, raw in params.items():
             if key in ignore:
@@ -213,13 +221,13 @@ class Spec:
                 continue
             if isinstance(raw, (list, tuple)):
                 if len(raw) != 1:
-                    warnings.append(f"URL parameter '{key}' was given {len(raw)} times; using the default.")
+                    warnings.append(f"URL parameter {quote(key)} was given {len(raw)} times; using the default.")
                     continue
                 raw = raw[0]
             try:
                 values[key] = cls.parse_field(key, str(raw))
             except SpecError as exc:
-                warnings.append(f"URL parameter '{key}' is invalid ({clip(str(exc), 160)}); using the default.")
+                warnings.append(f"URL parameter {quote(key)} is invalid ({exc}); using the default.")
         try:
             return cls(**values), warnings
         except SpecError as exc:  # values valid alone but not together
@@ -228,7 +236,7 @@ class Spec:
 
 def unknown_parameter(key: str, why: str = "") -> str:
     """The warning for a URL parameter a page does not know (the fuzz tests look for the quoted key)."""
-    return f"Ignored unknown URL parameter '{clip(key)}'{why}."
+    return f"Ignored unknown URL parameter {quote(key)}{why}."
 
 
 def clip(text: str, n: int = 40) -> str:
@@ -236,7 +244,23 @@ def clip(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[:n] + "…"
 
 
-DATASETS = ("digits", "moons", "circles", "spirals", "blobs", "mnist-file")
+def quote(text: str, n: int = 40) -> str:
+    """A user's text for a message that is rendered as Markdown: shortened, as inline code (so no link, image,
+    emphasis, colour or icon directive takes effect), with backticks and invisible or direction-changing
+    characters (RTL override, newline, NUL) written as escapes."""
+
+    def shown(c: str) -> str:
+        if c == "`":
+            return "ʼ"
+        if c in "\\" or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"):
+            return c.encode("unicode_escape").decode("ascii")
+        return c
+
+    body = "".join(map(shown, clip(str(text), n)))
+    return f"`{body}`" if body.strip() else f"`{body!r}`"
+
+
+DATASETS = ("digits", "moons", "circles", "spirals", "blobs", "mnist-file", "upload")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "linear")
 INITS = ("std", "xavier", "he")
 
@@ -245,8 +269,16 @@ INITS = ("std", "xavier", "he")
 class DataSpec(Spec):
     """Which data, how much of it, and how it is split and scaled."""
 
-    dataset: str = param("digits", "data set: bundled digits, a synthetic 2-D set, or MNIST files", choices=DATASETS)
-    data_path: str = param("", "for mnist-file: a folder with IDX files (optionally .gz) or an .npz file")
+    dataset: str = param(
+        "digits",
+        "data set: bundled digits, a synthetic 2-D set, MNIST files of the server's data folder, or your upload",
+        choices=DATASETS,
+    )
+    data_file: str = param(
+        "", "for mnist-file: an .npz file or IDX folder in the server's data folder (NORMVIZ_DATA_DIR)"
+    )
+    data_path: str = param("", "for mnist-file: a folder with IDX files (optionally .gz) or an .npz file", scope="cli")
+    upload: str = param("", "for upload: the content hash of this session's uploaded file", scope="session")
     n_samples: int = param(
         0,
         "samples to use in all (0: the whole set; synthetic sets default to 1,000)",
@@ -263,10 +295,24 @@ class DataSpec(Spec):
     )
     noise: float = param(0.15, "noise level of the synthetic 2-D sets", lo=0.0, hi=1.0)
 
+    def __post_init__(self):
+        # the file settings of a data set not chosen are dropped, so equal runs share one cache key
+        if self.dataset != "mnist-file":
+            object.__setattr__(self, "data_file", "")
+            object.__setattr__(self, "data_path", "")
+        if self.dataset != "upload":
+            object.__setattr__(self, "upload", "")
+        super().__post_init__()
+
     def validate(self):
         super().validate()
-        if self.dataset == "mnist-file" and not self.data_path:
-            raise SpecError("data_path: mnist-file needs the path of a local IDX folder or .npz file")
+        if self.dataset == "mnist-file" and bool(self.data_file) == bool(self.data_path):
+            raise SpecError(
+                "data_file: mnist-file needs one file of the server's data folder "
+                "(or, on the command line, --data-path to your own files)"
+            )
+        if self.dataset == "upload" and not self.upload:
+            raise SpecError("upload: the upload data set needs a CSV or .npz file; upload one first")
 
 
 @dataclass(frozen=True)
@@ -304,6 +350,12 @@ class TrainSpec(Spec):
         0.0, "SGD momentum (0: plain SGD; not BN's momentum)", lo=0.0, hi=0.99, label="SGD momentum"
     )
     lr: float = param(0.05, "learning rate (0 freezes the weights)", lo=0.0, hi=100.0, log=True, label="Learning rate")
-    batch_size: int = param(64, "samples per training step", lo=2, hi=1024)
+    batch_size: int = param(64, "samples per training step", lo=2, hi=1024, log=True)
     steps: int = param(400, "training steps", lo=1, hi=5000)
-    probe_every: int = param(20, "record telemetry every k steps", lo=1, hi=1000, label="Record every k steps")
+    probe_every: int = param(
+        20,
+        "record telemetry every k steps (at most 500 records a run: longer runs record less often)",
+        lo=1,
+        hi=1000,
+        label="Record every k steps",
+    )

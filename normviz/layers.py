@@ -73,7 +73,7 @@ class RunningStats(nn.Module):
             batch_var = batch_var * (n / max(n - 1, 1))
         m = torch.as_tensor(self.momenta if momenta is None else momenta, dtype=self.mean.dtype)
         if self.cma:
-            m = torch.cat([m, (1.0 / self.num_batches_tracked).to(m.dtype).reshape(1)])
+            m = torch.cat([m, self.num_batches_tracked.to(m.dtype).reciprocal().reshape(1)])  # in the buffers' dtype
         self.weight_seen.mul_(1 - m).add_(m)
         w = m.reshape(-1, *([1] * (self.mean.dim() - 1)))  # (M, 1, ...)
         # (1 - m) * running + m * batch, written with mul_/add_ because vmap has no batching rule for lerp_
@@ -220,6 +220,8 @@ class BatchRenorm(nn.Module):
     """Batch Renormalization (Ioffe 2017): BN whose training output is pulled towards the running statistics.
 
     With rmax=1 and dmax=0 it is plain BatchNorm. `last_r`, `last_d` hold the corrections of the last batch.
+    Unlike the paper's Algorithm 1, the running sigma is sqrt(running var + eps) (PyTorch's unbiased running
+    var, so that it matches nn.BatchNorm's buffers), and rmax, dmax are fixed rather than relaxed from 1 and 0.
     """
 
     def __init__(
@@ -275,6 +277,20 @@ class WSConv2d(nn.Conv2d):
 NORM_KINDS = ("none", "batch", "layer", "instance", "group", "renorm")
 
 
+# how the app names each norm kind of make_norm
+NORM_LABELS = {
+    "none": "no norm",
+    "batch": "BatchNorm",
+    "layer": "LayerNorm",
+    "group": "GroupNorm",
+    "group+ws": "GroupNorm + WS",
+    "instance": "InstanceNorm",
+    "renorm": "Batch Renorm",
+    "sync": "SyncBN",
+    "rms": "RMSNorm",
+}
+
+
 def make_norm(kind: str, num_channels: int, *, groups: int = 4, **kwargs) -> nn.Module:
     """The norm layer called `kind`; `kwargs` go to its constructor (e.g. momenta= for batch, rmax= for renorm)."""
     if kind == "none":
@@ -293,3 +309,23 @@ def make_norm(kind: str, num_channels: int, *, groups: int = 4, **kwargs) -> nn.
     if kind == "renorm":
         return BatchRenorm(num_channels, **kwargs)
     raise ValueError(f"unknown norm kind {kind!r}; valid kinds: {NORM_KINDS}")
+
+
+class RMSNorm(nn.Module):
+    """Divides each sample by the root mean square of all its channels and positions: LayerNorm without
+    subtracting the mean, and with a gain but no bias; gamma is per channel (C,). On (B, C) it is
+    torch.nn.RMSNorm(C); on (B, C, *spatial), torch.nn.RMSNorm((C, *spatial)) with gamma repeated over positions.
+    `eps=None` is torch's default: the machine epsilon of the input's dtype."""
+
+    def __init__(self, num_features: int, eps: float | None = None, affine: bool = True):
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
+        y = x * torch.rsqrt(x.square().mean(tuple(range(1, x.dim())), keepdim=True) + eps)
+        return y if self.weight is None else y * self.weight.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}"

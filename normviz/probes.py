@@ -6,6 +6,8 @@ over training and the BN / no-BN networks are comparable.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from normviz.stacked import StackedMLP
@@ -15,6 +17,21 @@ N_BINS = 40
 GRAD_EDGES = torch.linspace(-10.0, 1.0, N_BINS + 1)  # log10 |dL/dW|
 SATURATION = {"tanh": lambda a: a.abs() > 0.97, "sigmoid": lambda a: (a < 0.03) | (a > 0.97)}
 BOUNDED_ACT_RANGE = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
+MAX_RECORDS = 500  # telemetry records per run, however small the interval asked for (memory, figure size)
+MAX_FRAMES = 200  # animation frames of one figure
+
+
+def record_every(every: int, steps: int) -> int:
+    """The recording interval used: `every`, or coarser so a run of `steps` records at most MAX_RECORDS times
+    (plus its first and last step)."""
+    return max(every, math.ceil(steps / MAX_RECORDS))
+
+
+def frame_indices(n: int) -> list[int]:
+    """At most MAX_FRAMES of n records, evenly spread, the first and the last included."""
+    if n <= MAX_FRAMES:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (MAX_FRAMES - 1)) for i in range(MAX_FRAMES)})
 
 
 def histograms(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:

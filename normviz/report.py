@@ -57,12 +57,21 @@ class Lesson:
         return self.preset.spec(self.page.spec_cls)
 
 
-def _single(module) -> Callable[[Spec], list[Part]]:
-    """A page backed by one experiment module with its own report_figures(result, font_size)."""
-    return lambda spec: [Part(module.run, spec, module.report_figures)]
+def _activations_parts(spec) -> list[Part]:
+    from normviz.experiments import activations
+    from normviz.figures import activations as f
+
+    def draw(r, font):  # histograms (animated), curves, per-layer statistics
+        return [f.layer_histograms(r, "act", font, animate=True), f.training_curves(r, font), f.layer_stats(r, font)]
+
+    return [Part(activations.run, spec, draw)]
 
 
-# The other pages draw their figures in the page script; these mirror what each page shows.
+def _init_sweep_parts(spec) -> list[Part]:
+    from normviz.experiments import init_sweep
+    from normviz.figures.activations import init_sweep_grid
+
+    return [Part(init_sweep.run, spec, lambda r, font: [init_sweep_grid(r, font)])]
 
 
 def _running_stats_parts(spec) -> list[Part]:
@@ -151,18 +160,36 @@ def _alternatives_parts(spec) -> list[Part]:
     return [Part(alternatives.VIEW_RUNS[spec.view], spec.sub(), draw[spec.view])]
 
 
+def _why_bn_parts(spec) -> list[Part]:
+    from normviz.experiments import why_bn
+    from normviz.figures import why_bn as f
+
+    draw = {
+        "lr-range": lambda r, font: [f.lr_range(r, font)],
+        "landscape": lambda r, font: [f.landscape(r, font)],
+        "noisy": lambda r, font: [
+            f.noisy_distributions(r, f.default_layer(r.spec.depth), font),
+            f.noisy_summary(r, font),
+        ],
+        "scale": lambda r, font: [f.scale(r, font)],
+        "adabn": lambda r, font: [f.adabn(r, font)],
+    }
+    return [Part(why_bn.VIEW_RUNS[spec.view], spec.sub(), draw[spec.view])]
+
+
 def _page_sources() -> dict[str, tuple[dict, type, Callable[[Spec], list[Part]]]]:
     """Experiment module of each tour section -> (presets, the page's spec class, parts)."""
     mod = lambda name: importlib.import_module(f"normviz.experiments.{name}")  # noqa: E731
     act, sweep, rs, bh = mod("activations"), mod("init_sweep"), mod("running_stats"), mod("by_hand")
     inference, alt = mod("inference"), mod("alternatives")
     return {
-        "activations": (act.PRESETS, act.ActivationsSpec, _single(act)),
-        "init_sweep": (sweep.PRESETS, sweep.InitSweepSpec, _single(sweep)),
+        "activations": (act.PRESETS, act.ActivationsSpec, _activations_parts),
+        "init_sweep": (sweep.PRESETS, sweep.InitSweepSpec, _init_sweep_parts),
         "by_hand": (bh.PRESETS, bh.ByHandSpec, _by_hand_parts),
         "running_stats": (rs.PRESETS, rs.MomentumSpec, _running_stats_parts),
         "inference": (inference.PRESETS, inference.TrainVsInferenceSpec, _train_vs_inference_parts),
         "alternatives": (alt.PRESETS, alt.AlternativesSpec, _alternatives_parts),
+        "why_bn": (mod("why_bn").PRESETS, mod("why_bn").WhyBNSpec, _why_bn_parts),
     }
 
 

@@ -7,17 +7,20 @@ progress. Models and optimizers live inside the run's generator and are never sh
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import numpy as np
+
 R = TypeVar("R")
 
 
 class Throttle:
-    """True about every `seconds` of the run's own time, so a page redraws about twice a second while training.
+    """True about every `seconds` of the run's own time, so a page redraws about four times a second while training.
 
     The time from a True to the next call (the consumer drawing the partial result) does not count, and
     the next period is at least twice that time, so slow redraws on a loaded machine cannot starve the
@@ -25,7 +28,7 @@ class Throttle:
     took 75 s instead of 8 under load; bench/.)
     """
 
-    def __init__(self, seconds: float = 0.5):
+    def __init__(self, seconds: float = 0.25):
         self.seconds = self.period = seconds
         self._start, self._handed = time.monotonic(), None
 
@@ -48,14 +51,39 @@ class _Live:
         self.finished = threading.Event()
 
 
-class RunStore:
-    """Finished results by key (least recently used dropped first) and runs in progress."""
+def result_bytes(obj) -> int:
+    """About how many bytes a result holds: its numpy arrays (in dataclass fields, dicts, lists, tuples)."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(result_bytes(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    if isinstance(obj, dict):
+        return sum(result_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(result_bytes(v) for v in obj)
+    return 0
 
-    def __init__(self, max_results: int = 64):  # the warmed defaults and presets take 27
-        self.max_results = max_results
+
+class RunStore:
+    """Finished results by key, bounded in bytes (least recently used dropped first), and runs in progress."""
+
+    def __init__(self, max_bytes: int = 512 * 2**20):  # the 27 warmed defaults and presets take about 40 MB
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._done: OrderedDict[str, object] = OrderedDict()
+        self._sizes: dict[str, int] = {}
         self._live: dict[str, _Live] = {}
+
+    def _keep(self, key: str, result) -> None:
+        """Store under the lock; a result larger than the whole bound is not kept."""
+        size = result_bytes(result)
+        if size > self.max_bytes:
+            return
+        self._done[key], self._sizes[key] = result, size
+        self._done.move_to_end(key)
+        while sum(self._sizes.values()) > self.max_bytes:
+            old, _ = self._done.popitem(last=False)
+            del self._sizes[old]
 
     def get(self, key: str):
         with self._lock:
@@ -66,10 +94,7 @@ class RunStore:
 
     def put(self, key: str, result) -> None:
         with self._lock:
-            self._done[key] = result
-            self._done.move_to_end(key)
-            while len(self._done) > self.max_results:
-                self._done.popitem(last=False)
+            self._keep(key, result)
 
     def stream(self, key: str, start: Callable[[], Iterator[R]], poll: float = 0.2) -> Iterator[R]:
         """Partial results, ending with the final one. The consumer may stop at any yield: an owner
@@ -114,9 +139,7 @@ class RunStore:
             with self._lock:
                 self._live.pop(key, None)
                 if completed and live.latest is not None:
-                    self._done[key] = live.latest
-                    while len(self._done) > self.max_results:
-                        self._done.popitem(last=False)
+                    self._keep(key, live.latest)
             live.finished.set()
 
     def followed(self, key: str) -> bool:
@@ -129,6 +152,7 @@ class RunStore:
         """Forget the finished results (benchmarks measure uncached runs this way)."""
         with self._lock:
             self._done.clear()
+            self._sizes.clear()
 
     def running(self) -> int:
         """How many runs are training now (for tests and the load benchmark)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 
 import torch
@@ -23,6 +24,25 @@ def configure_torch() -> None:
     torch.set_num_threads(THREADS_PER_RUN)
     # tiny-init networks produce denormals: a (32, 100, 100) multiply on them took 1.8 ms instead of 0.08 ms
     torch.set_flush_denormal(True)
+
+
+class Cancelled(Exception):
+    """Raised inside a run when nobody follows it any more (normviz.service): the worker is freed, not killed."""
+
+
+_worker = threading.local()  # the cancel event of the run service's worker running on this thread
+
+
+def enter_worker(cancel) -> None:
+    """Make this thread a run-service worker: check_cancelled() then raises once `cancel` (an Event) is set."""
+    _worker.cancel = cancel
+
+
+def check_cancelled() -> None:
+    """Called every training step: raises Cancelled when this worker's run was cancelled (no-op outside one)."""
+    cancel = getattr(_worker, "cancel", None)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled
 
 
 def runnable_tasks() -> int | None:

@@ -79,7 +79,10 @@ TOUR = (
         "Eval mode normalises with running averages of the batch statistics. Several momenta are tracked in "
         "one training run and compared with the true population statistics.",
         (
-            Stop("PyTorch 0.1 vs Keras 0.99 are the same thing", "They are not: Keras' momentum is 1 − PyTorch's."),
+            Stop(
+                "Are PyTorch 0.1 and Keras 0.99 the same thing?",
+                "No: Keras' momentum is 1 − PyTorch's, so Keras 0.99 is PyTorch 0.01.",
+            ),
             Stop("frozen network: only noise", "With lr 0, smaller momentum means less noise."),
             Stop("tiny momentum lags", "But when the network learns, a long window describes an old network."),
             Stop("running var starts at 1", "Eval accuracy collapses while training works: the start value of 1."),
@@ -94,7 +97,9 @@ TOUR = (
         "A BN network that works in the lab can fail in production, where inputs come one at a time; and "
         "small training batches hurt BN.",
         (
-            Stop("forgot model.eval()", "The classic bug: fine in batches of 64, near chance frame by frame."),
+            Stop(
+                "forgot model.eval()", "The classic bug: fine in batches of 64, about 20% frame by frame (chance: 10%)."
+            ),
             Stop("batch size 1 in train mode", "BatchNorm1d refuses one sample; BatchNorm2d runs, badly."),
             Stop("batch-mates change the answer", "In train mode an image's prediction depends on its batch."),
             Stop("small batches: BN vs GroupNorm", "Batch 2: BN collapses, GroupNorm does not."),
@@ -110,6 +115,23 @@ TOUR = (
         (
             Stop("GroupNorm with G=1 is LayerNorm", "One group = all channels of a sample."),
             Stop("GroupNorm with G=C is InstanceNorm", "One channel per group."),
+        ),
+    ),
+    Section(
+        "Why BN helps: the evidence",
+        "pages/why_bn.py",
+        "why_bn",
+        5,
+        'The answer of the paper that introduced BN (Ioffe & Szegedy), "it reduces internal covariate shift", '
+        "has been tested and largely replaced (Santurkar et al., How Does Batch Normalization Help "
+        "Optimization?). Five live experiments: the range of learning rates, the smoothness of the loss, noisy BN, "
+        "scale invariance and the effective learning rate, and re-estimated statistics under a domain shift.",
+        (
+            Stop("BN widens the usable learning rates", "Which rates train with BN that do not without it?"),
+            Stop("a smoother loss landscape", "Why does a narrower band let us take larger steps?"),
+            Stop("noisy BN still trains", "More shift than no BN, yet it learns: so what does BN really do?"),
+            Stop("weight decay raises the effective rate", "Decay shrinks ‖w‖; what does that do to the step?"),
+            Stop("AdaBN undoes a contrast change", "No labels, a few dozen images: what did we re-estimate?"),
         ),
     ),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from normviz.runtime import check_cancelled
 from normviz.stacked import StackedMLP, make_optimizer, stacked_cross_entropy
 
 
@@ -21,6 +22,7 @@ class BatchSampler:
         return self.n // self.batch_size
 
     def next(self) -> torch.Tensor:
+        check_cancelled()  # every training loop draws its batches here: a run nobody follows stops (service.py)
         if self._pos + self.batch_size > self.n:
             self.epoch += 1
             self._order, self._pos = torch.randperm(self.n, generator=self.generator), 0

@@ -2,8 +2,8 @@
 
 - `spec_controls`: sidebar widgets generated from a Spec's fields, seeded from the URL (bad values
   fall back to the default with a warning naming the parameter), presets, and the URL kept in sync.
-- `show_run`: runs an experiment through the shared RunStore and redraws while it trains.
-- `chart`: a Plotly chart with a unique key per redraw and lazy PNG/HTML downloads; `table_download`: CSV.
+- `show_run`: submits an experiment to the run service and follows it live (a fragment on a timer).
+- `chart`: a Plotly chart, one key on every frame, with lazy PNG/HTML downloads; `table_download`: CSV.
 """
 
 from __future__ import annotations
@@ -19,16 +19,23 @@ from urllib.parse import urlencode
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from normviz.config import DataSpec, Preset, Spec, SpecError, unknown_parameter
+from normviz import cost, data
+from normviz.config import DataSpec, Preset, Spec, SpecError, quote, unknown_parameter
 from normviz.data import DataError
 from normviz.figures import export
 from normviz.figures.style import FONT_SIZES
-from normviz.runs import STORE
+from normviz.service import QueueFull, default_service
 
 PRESET_PARAM = "preset"
 CUSTOM = "(custom settings)"
-_local = threading.local()  # the redraw pass of the current script run, for unique chart keys
+LIVE_FRAME_S = 0.25  # a live run's fragment timer: about 4 frames a second reach the browser
+MAX_FRAME_S = 2.0  # the longest timer a slow frame can set
+_FAILED = "ui.failed"  # session state: spec key -> why its run failed, shown with Retry until clicked
+_HANDLES = "ui.handles"  # session state: show_run's label -> the handle of the run it follows
+_INTERVALS = "ui.frame_intervals"  # session state: show_run's label -> its live fragment's timer (seconds)
+_local = threading.local()  # during a live frame: live=True and the charts to draw at its end
 
 
 def enter_through_app() -> None:
@@ -64,6 +71,10 @@ def _widget(spec_cls, page: str, name: str, info: dict, container):
     key = f"{page}.{name}"
     label, help_ = _label(name, info), info["help"]
     kind, choices = info["kind"], info.get("choices")
+    if name == "data_file":
+        return _data_file_select(key, label, help_, container)
+    if name == "upload":
+        return data_upload(page, container)
     if kind is bool:
         return container.toggle(label, key=key, help=help_)
     if kind is tuple and choices:  # several of a fixed set: kept in the order of the choices
@@ -109,7 +120,7 @@ def spec_controls(
     """The page's Spec from its sidebar widgets; first seeded from the URL (or a preset in it)."""
     container = container or st.sidebar
     info = spec_cls.field_info()
-    names = fields or list(info)
+    names = [n for n in fields or list(info) if info[n]["scope"] != "cli"]  # a browser names no server path
     presets = presets or {}
     preset_key = f"{page}.{PRESET_PARAM}"
     # the first run of this page in this session, or a link naming a preset (the home page's tour): the URL
@@ -121,7 +132,7 @@ def spec_controls(
         if wanted in presets:
             start = presets[wanted].spec(spec_cls)
         elif wanted != CUSTOM:
-            warnings.append(f"URL parameter 'preset' names no preset of this page ({wanted[:40]!r}).")
+            warnings.append(f"URL parameter `preset` names no preset of this page ({quote(wanted)}).")
             wanted = CUSTOM
         from_url, url_warnings = spec_cls.from_query(params)
         explicit = {k: getattr(from_url, k) for k in params if k in info and getattr(from_url, k) != info[k]["default"]}
@@ -159,10 +170,14 @@ def spec_controls(
         more = container.expander("Data, seed and recording")
         values |= {name: _widget(spec_cls, page, name, info[name], more) for name in rest}
     values.update(st.session_state.get(f"{page}.hidden", {}))
+    rejected = values.get("upload", "") is None  # data_upload has said what is wrong with the file
+    if rejected:
+        values["upload"] = ""
     try:
         spec = spec_cls(**values)
     except SpecError as exc:
-        st.error(f"These settings cannot run: {exc}")
+        if not (rejected and values.get("dataset") == "upload"):
+            st.error(f"These settings cannot run: {exc}")
         st.stop()
     chosen = st.session_state.get(preset_key, CUSTOM)
     if chosen in presets:
@@ -175,6 +190,60 @@ def spec_controls(
         st.query_params.from_dict(query)
     _link(container, query)
     return spec
+
+
+def _data_file_select(key: str, label: str, help_: str, container) -> str:
+    """A file of the server's data folder, by name: the folder's listing is the only choice there is."""
+    files = data.data_files()
+    if st.session_state.get(key, "") not in files:
+        if st.session_state.get(key):  # e.g. a link naming a file this server does not have
+            st.warning(f"{data.not_a_data_file(st.session_state[key])}; using none.", icon=":material/warning:")
+        st.session_state[key] = ""
+    return container.selectbox(
+        label,
+        [""] + files,
+        key=key,
+        help=help_ if files else help_ + "; this server has none",
+        format_func=lambda name: name or "(none)",
+    )
+
+
+def data_upload(page: str, container=None) -> str | None:
+    """An upload control for the user's own data: a CSV (features, then the label) or an .npz (x/y or
+    x_train/y_train[/x_test/y_test]). Returns the checked data's key ("sha256:..."), "" with no file, or None
+    when the file was rejected (the reason shown). The data stays in this session: its session state holds
+    it, and the runs find it by the key while the session does."""
+    container = container or st.sidebar
+    held = f"{page}.upload-data"  # (file id, data.Upload or why not): checked once per file, not every rerun
+    dataset_key = f"{page}.dataset"
+
+    def switch_to_upload():  # a new file is what the user wants to train on
+        if st.session_state.get(f"{page}.upload-file") is not None and dataset_key in st.session_state:
+            st.session_state[dataset_key] = "upload"
+
+    limit_mb = st.get_option("server.maxUploadSize")
+    file = container.file_uploader(
+        "Your data (CSV or .npz)",
+        type=["csv", "npz"],
+        key=f"{page}.upload-file",
+        on_change=switch_to_upload,
+        help=f"Up to {limit_mb} MB. CSV: one sample per row, the features, then an integer label (one header row "
+        "allowed). .npz: arrays x and y, or x_train, y_train (and x_test, y_test). Only this session sees it.",
+    )
+    if file is None:
+        st.session_state.pop(held, None)
+        return ""
+    current = st.session_state.get(held)
+    if current is None or current[0] != file.file_id:
+        try:
+            checked = data.read_upload(file.name, file.getvalue(), limit_mb * 2**20)
+        except DataError as exc:
+            checked = str(exc)
+        st.session_state[held] = current = (file.file_id, checked)
+    if isinstance(current[1], str):
+        st.error(f"Your file cannot be used: {current[1]}", icon=":material/block:")
+        return None
+    return current[1].key
 
 
 def settingless_page() -> None:
@@ -206,13 +275,12 @@ def font_size() -> int:
 
 
 def chart(fig: go.Figure, name: str):
-    """Draw a figure with HTML and PNG downloads; during live redraws the key carries the pass so repeated
-    frames never clash, and there are no downloads (the figure is replaced half a second later)."""
-    redraw = getattr(_local, "redraw", None)
-    key = name if redraw is None else f"{name}@{redraw}"
-    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {"filename": name}})
-    if redraw is not None:
+    """Draw a figure with HTML and PNG downloads. Its key is `name` on every frame of a live run; a live
+    frame has no downloads (the figure is replaced a moment later) and draws its charts last (`_frame`)."""
+    if getattr(_local, "live", False):
+        _local.charts.append((st.empty(), fig, name))
         return
+    _plotly(st, fig, name)
     # the files are made only when a button is clicked (a callable `data`), on another thread
     row = st.container(horizontal=True, gap="small")
     row.download_button(
@@ -245,8 +313,8 @@ def chart(fig: go.Figure, name: str):
 
 def table_download(table, name: str, index: bool = False):
     """A CSV download of a results table (a DataFrame or rows of dicts; made when clicked); nothing during
-    live redraws."""
-    if getattr(_local, "redraw", None) is not None:
+    live frames."""
+    if getattr(_local, "live", False):
         return
     to_csv = lambda: pd.DataFrame(table).to_csv(index=index)
     st.download_button(
@@ -262,46 +330,157 @@ def table_download(table, name: str, index: bool = False):
     )
 
 
+def _plotly(container, fig: go.Figure, name: str):
+    container.plotly_chart(fig, key=name, config={"displaylogo": False, "toImageButtonOptions": {"filename": name}})
+
+
 @functools.cache
 def _chromium() -> str | None:
     return export.chromium_path()
 
 
+def _session_id() -> str | None:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None
+
+
 def show_run(
     spec: Spec, run: Callable[[Spec], Iterator], render: Callable[[object, bool], None], label: str = "Training"
 ):
-    """Render a run's result, redrawing while it trains. render(result, final) draws the charts.
+    """Render a run's result; while it trains in the run service, redraw it about four times a second.
+    render(result, final) draws the charts. Returns the final result, or None while the run is not done.
 
-    A cached result draws at once. A bad setting or unusable data becomes a message, not a traceback.
-    Stopping the script (a slider moved, the tab closed) stops the training at its next redraw.
+    A finished result draws at once. Otherwise the run is submitted (after the browser's cost cap) and a
+    fragment on a timer follows it: the queue notice, then the partial results, and a full rerun once it is
+    done (downloads and animations come with the final draw). The page script never waits for training.
     """
-    cached = STORE.get(spec.key())
-    if cached is not None:
-        render(cached, True)
-        return cached
-    bar, area = st.progress(0.0, text=f"{label}…"), st.empty()
-    result, next_redraw = None, 0.0
+    service = default_service()
+    key = spec.key()
+    final = service.result(key)
+    if final is not None:
+        _frame(render, final, True)
+        return final
+    failed = st.session_state.setdefault(_FAILED, {})
+    handles = st.session_state.setdefault(_HANDLES, {})
+    previous = handles.get(label)
+    if previous is not None and previous.key == key and previous.status().state == "failed":  # before a frame saw it
+        failed[key] = previous.status().error or "The run stopped with an error."
+        del handles[label]
+    if key in failed:
+        with st.container():
+            st.error(failed[key], icon=":material/error:")
+            st.button("Retry", key=f"retry.{label}", on_click=failed.pop, args=(key, None), icon=":material/replay:")
+        return None
     try:
-        for i, result in enumerate(STORE.stream(spec.key(), lambda: run(spec))):
-            if result.done:  # let the stream end: the store caches a run only when its generator completes
-                continue
-            bar.progress(min(result.progress, 1.0), text=f"{label}… {result.progress:.0%}")
-            if time.monotonic() < next_redraw:
-                continue
-            started = time.monotonic()
-            _local.redraw = i
+        cost.check_browser(spec)
+        session = _session_id()
+        # a page's runs each follow on their own (Train vs inference has two); another page's first run
+        # replaces this page's under the same label
+        follower = None if session is None else f"{session}/{label}"
+        handle = handles[label] = service.submit(spec, run, follower=follower)
+    except (cost.CostError, QueueFull) as exc:
+        st.error(str(exc), icon=":material/block:")
+        return None
+    interval = st.session_state.get(_INTERVALS, {}).get(label, LIVE_FRAME_S)
+    st.fragment(_follow, run_every=interval)(handle, render, label, follower)
+    return None
+
+
+def _follow(handle, render, label: str, follower: str | None):
+    """One live frame, run by a fragment on a timer (reading the handle tells the service the tab is open)."""
+    status = handle.status()
+    if status.state == "failed":
+        st.session_state.setdefault(_FAILED, {})[handle.key] = status.error or "The run stopped with an error."
+    if status.state in ("done", "failed", "cancelled"):  # cancelled: e.g. the server was too busy to say so
+        _keep_alive(follower, None)
+        st.rerun(scope="app")  # the page draws the final result, the error and Retry, or submits again
+    _keep_alive(follower, _session_id())
+    if status.state == "queued":  # every worker is busy: yours starts when the queued ones ahead and one more end
+        ahead = status.ahead + 1
+        text = f"{ahead} run{'s' if ahead != 1 else ''} ahead of yours, about {status.eta_seconds:.0f} s"
+        st.info(text, icon=":material/hourglass_top:")
+        return
+    latest, started = handle.latest(), time.monotonic()
+    progress = min(max(status.progress, 0.0), 1.0)
+    if latest is None:
+        st.progress(progress, text=f"{label}… starting")
+        return
+    _frame(render, latest, False, f"{label}… {progress:.0%}", progress)
+    # a session's frames may take at most a quarter of the server's time: a slow frame (large figures, a busy
+    # machine) lengthens this session's timer, which only a full rerun can set
+    intervals = st.session_state.setdefault(_INTERVALS, {})
+    now, wanted = intervals.get(label, LIVE_FRAME_S), _frame_interval(time.monotonic() - started)
+    if wanted > 2 * now or wanted < now / 2:
+        intervals[label] = wanted
+        st.rerun(scope="app")
+
+
+def _frame_interval(frame_seconds: float) -> float:
+    return min(max(LIVE_FRAME_S, 4 * frame_seconds), MAX_FRAME_S)
+
+
+_KEEP_ALIVE_S = 0.3  # how often the open tabs' runs are confirmed to the service
+_QUIET_PAGE_S = 15  # a page that drew no live frame for this long (its tab moved to a page without runs) lets go
+_followed: dict[str, tuple[str, float]] = {}  # follower -> (its session, when its page last drew a live frame)
+_followed_lock = threading.Lock()
+
+
+def _keep_alive(follower: str | None, session: str | None) -> None:
+    """Tell the service that `follower` (its tab open) still follows its run, every 0.3 s from a thread, until
+    its page stops drawing live frames or its browser session disconnects (the tab closed). On a busy server
+    one frame can take longer to draw than the service waits for a heartbeat (3-5 s between frames at a load average
+    of 9 on 2 cores, against 1.2 s): heartbeats from the frames alone made such runs restart forever."""
+    if follower is None:
+        return
+    with _followed_lock:
+        if session is None:
+            _followed.pop(follower, None)
+        else:
+            _followed[follower] = (session, time.monotonic())
+    _start_keep_alive()
+
+
+@functools.cache
+def _start_keep_alive() -> None:
+    threading.Thread(target=_confirm_followers, name="normviz-keep-alive", daemon=True).start()
+
+
+def _confirm_followers() -> None:
+    from streamlit.runtime import Runtime
+
+    while True:
+        time.sleep(_KEEP_ALIVE_S)
+        if not Runtime.exists():  # AppTest: the frames themselves are the heartbeats
+            continue
+        runtime, now = Runtime.instance(), time.monotonic()
+        with _followed_lock:
+            gone = [
+                follower
+                for follower, (session, drawn) in _followed.items()
+                if now - drawn > _QUIET_PAGE_S or not runtime.is_active_session(session)
+            ]
+            for follower in gone:
+                _followed.pop(follower, None)
+            alive = list(_followed)
+        for follower in alive:
+            default_service().heartbeat(follower)
+
+
+def _frame(render, result, final: bool, text: str = "", progress: float = 0.0):
+    """Draw a result in the same element tree on every frame: the progress line (empty in the final draw),
+    then the charts. Each chart keeps its place and key; on a live frame the charts are drawn last, one
+    after the other, so that the browser holds the previous frame's charts for as short a time as possible
+    while it draws the new ones."""
+    with st.container():
+        if text:
+            st.progress(progress, text=text)
+        else:
+            st.empty()
+        with st.container():
+            _local.live, _local.charts = not final, []
             try:
-                with area.container():
-                    render(result, False)
+                render(result, final)
+                for slot, fig, name in _local.charts:
+                    _plotly(slot, fig, name)
             finally:
-                _local.redraw = None
-            # on a loaded machine a redraw can outlast the training between two: keep 2/3 of the time for training
-            next_redraw = time.monotonic() + 2 * (time.monotonic() - started)
-    except (SpecError, DataError, OSError) as exc:  # OSError: e.g. a data_path from the URL that is a device
-        bar.empty()
-        st.error(f"Cannot run with these settings: {exc}")
-        st.stop()
-    bar.empty()
-    with area.container():
-        render(result, True)
-    return result
+                _local.live, _local.charts = False, []

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from normviz import ui
-from normviz.experiments.activations import PRESETS, ActivationsSpec, pytorch_snippet, run
+from normviz.experiments.activations import PRESETS, PROBE_BATCH, ActivationsSpec, pytorch_snippet, run
 from normviz.figures import activations as figs
 
 ui.enter_through_app()
@@ -27,8 +27,8 @@ def render(result, final: bool):
             )
     ui.chart(figs.layer_histograms(result, quantity or "act", font, animate=final), "act-hist")
     st.caption(
-        "Bars: share of a fixed probe batch (256 training samples) per bin; bin edges are fixed at "
-        "step 0 and values outside them count in the end bins. Drag the step slider or press play."
+        f"Bars: share of a fixed probe batch (the first {PROBE_BATCH} training samples) per bin; bin edges are "
+        "fixed at step 0 and values outside them count in the end bins. Drag the step slider or press play."
     )
     ui.chart(figs.training_curves(result, font), "act-curves")
     ui.chart(figs.layer_stats(result, font), "act-stats")

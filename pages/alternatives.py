@@ -4,7 +4,7 @@ from normviz import ui
 from normviz.experiments import alternatives as alt
 from normviz.experiments.norm_cost import explain
 from normviz.figures import alternatives as figs
-from normviz.figures.style import NORM_LABELS
+from normviz.layers import NORM_LABELS
 
 ui.enter_through_app()
 st.title("Alternatives to BatchNorm")

@@ -3,6 +3,7 @@ import streamlit as st
 from normviz import ui
 from normviz.experiments import batch_size, inference
 from normviz.experiments.inference import PRESETS, InferenceSpec, TrainVsInferenceSpec
+from normviz.experiments.norm_zoo import RENORM_VS_PAPER
 from normviz.figures import train_vs_inference as figs
 
 ui.enter_through_app()
@@ -34,7 +35,8 @@ spec = ui.spec_controls(
         "width",
         "seed",
         "dataset",
-        "data_path",
+        "data_file",
+        "upload",
         "n_samples",
     ],
 )
@@ -144,6 +146,7 @@ with st.expander("Formulas"):
         r"\,r_{max}]}\frac{\sigma_B}{\hat\sigma},\quad d=\mathrm{clip}_{[-d_{max},\,d_{max}]}"
         r"\frac{\mu_B-\hat\mu}{\hat\sigma}\ (r,d\text{ constants in backprop})"
     )
+    st.caption(RENORM_VS_PAPER)
     st.latex(
         r"\text{LayerNorm / GroupNorm: } \mu,\sigma^2 \text{ over one sample's channels (or a group of "
         r"them)}\qquad \text{lr}(B)=\text{lr}\cdot B/32"

@@ -6,3 +6,7 @@ import os
 # tests count runs and time them; test_warm.py tests the warming itself. Servers started by the e2e tests
 # inherit this, so their first page loads are measured uncached.
 os.environ["NORMVIZ_WARM_UP"] = "0"
+# The run service (normviz.service) trains on threads of the test process, and keeps nothing on disk between
+# test runs; tests of the worker processes and the disk cache make their own RunService.
+os.environ.setdefault("NORMVIZ_WORKERS", "0")
+os.environ.setdefault("NORMVIZ_CACHE_DIR", "off")

@@ -17,6 +17,14 @@ from itertools import cycle
 from urllib.parse import quote
 
 HUGE = 10_000  # characters in the "huge string" cases
+RLO = "\u202e"  # right-to-left override: shown raw, it makes a message read backwards
+MARKUP = (  # Markdown that Streamlit would render: an image fetch, a link, emphasis, a colour, an icon
+    "![x](http://127.0.0.1:9/fuzz.png)",
+    "[a](javascript:alert(1))",
+    "**bold**",
+    ":red[x]",
+    ":material/home:",
+)
 
 
 @dataclass(frozen=True)
@@ -27,8 +35,8 @@ class Case:
 
 
 def names_key(messages: list[str], key: str) -> bool:
-    """A warning names the parameter: quoted (maybe clipped), or as the field of a spec error."""
-    return any(f"'{key}'" in m or f"'{key}…'" in m or f"({key}:" in m for m in messages)
+    """A warning names the parameter: quoted as code (maybe clipped), or as the field of a spec error."""
+    return any(f"`{key}`" in m or f"`{key}…`" in m or f"`'{key}'`" in m or f"({key}:" in m for m in messages)
 
 
 def field_kind(default: str) -> str:
@@ -166,4 +174,29 @@ def malformed_queries(defaults: dict[str, str], kinds: dict[str, str] | None = N
             Case(f"negative zero for {name}", _q(name, "-0"), None),
             Case(f"underscore digits for {name}", _q(name, "1_0"), None),
         ]
+    return cases
+
+
+def markup_queries(defaults: dict[str, str], kinds: dict[str, str] | None = None) -> list[Case]:
+    """User text that must reach a message as plain text: Markdown and an RTL override in keys and values,
+    huge numbers, unicode. Each case's warning must name its parameter (written as inline code)."""
+    kinds = {name: (kinds or {}).get(name) or field_kind(v) for name, v in defaults.items()}
+    numeric = [n for n in defaults if kinds[n] in ("int", "float")] or list(defaults)
+    texts = [n for n in defaults if kinds[n] in ("tuple", "select")] or list(defaults)  # free text may be valid
+    num, text = cycle(numeric), cycle(texts)
+    cases = [Case(f"markup key {m}", _q(m, "1"), m) for m in MARKUP]
+    cases.append(Case("RTL override in a key", _q(f"k{RLO}ey", "1"), "k\\u202eey"))
+    for label, value, name in [
+        ("image markup value", MARKUP[0], next(num)),
+        ("link markup value", MARKUP[1], next(text)),
+        ("bold and colour value", f"{MARKUP[2]} {MARKUP[3]}", next(text)),
+        ("1e400", "1e400", next(num)),
+        ("-1e400", "-1e400", next(num)),
+        ("9 x 500", "9" * 500, next(num)),
+        ("9 x 150", "9" * 150, next(num)),
+        ("unicode", "ünï∞ 🙂", next(num)),
+        ("RTL override in a value", f"1{RLO}2", next(num)),
+        ("backticks and markup", "`x`![x](http://127.0.0.1:9/tick.png)", next(text)),
+    ]:
+        cases.append(Case(f"{label} for {name}", _q(name, value), name))
     return cases

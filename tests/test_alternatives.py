@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from live_pages import run_to_final
 from streamlit.testing.v1 import AppTest
 
 from normviz.cli import main
@@ -82,6 +83,10 @@ def test_axes_result_on_the_real_tensor():
     for kind in AXES_KINDS:
         rows = r.table(kind)
         assert len(rows) == len(np.unique(r.sets[kind]))
+        if kind == "rms":  # RMSNorm keeps the mean: each set's mean square becomes 1 (up to eps)
+            ms = [row["std after"] ** 2 + row["mean after"] ** 2 for row in rows]
+            assert ms == pytest.approx([1.0] * len(ms), abs=1e-3) and max(abs(row["mean after"]) for row in rows) > 0.05
+            continue
         for row in rows:  # x_hat has mean 0 and std sqrt(var / (var + eps)) in every set
             assert abs(row["mean after"]) < 1e-4
             assert row["std after"] == pytest.approx(np.sqrt(row["variance"] / (row["variance"] + 1e-5)), abs=2e-4)
@@ -127,7 +132,7 @@ def test_every_preset_is_a_valid_spec_with_a_view():
 def test_snippet_follows_the_view():
     spec = AlternativesSpec(groups=2)
     assert "N, C, H, W, G = 4, 8, 2, 2, 2" in alt.pytorch_snippet(spec)
-    assert "all-reduce" in alt.pytorch_snippet(spec.replace(view="sync-bn"))
+    assert "gather each worker's mean and biased var" in alt.pytorch_snippet(spec.replace(view="sync-bn"))
 
 
 def test_axes_snippet_runs_and_agrees_with_torch(capsys):
@@ -150,7 +155,14 @@ def test_cli_runs_the_training_views_and_writes_json(tmp_path):
     zoo, sync = tmp_path / "zoo.json", tmp_path / "sync.json"
     assert main(["norm-zoo", "--model", "mlp", "--steps", "10", "--seeds", "2", "--json", str(zoo)]) == 0
     out = json.loads(zoo.read_text())
-    assert [row["norm"] for row in out["table"]] == ["no norm", "BatchNorm", "LayerNorm", "GroupNorm", "Batch Renorm"]
+    assert [row["norm"] for row in out["table"]] == [
+        "no norm",
+        "BatchNorm",
+        "LayerNorm",
+        "GroupNorm",
+        "Batch Renorm",
+        "RMSNorm",
+    ]
     assert out["seeds"] == 2 and "test accuracy, lowest seed" in out["table"][0]
     assert (
         main(
@@ -208,7 +220,7 @@ def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):
 def test_page_views_run(query):
     at = AppTest.from_file(str(ROOT / "pages" / "alternatives.py"), default_timeout=240)
     at.query_params.update(query)
-    at.run()
+    run_to_final(at)
     assert not at.exception, [e.value for e in at.exception]
     warnings = [str(w.value) for w in at.warning if not str(w.value).startswith("This computer was busy")]
     if query["view"] == "sync-bn":  # the per-worker BatchNorm1d with b=1 is refused, and the page says so
@@ -236,6 +248,7 @@ def test_axes_cube_reads_without_explanation():
         "<b>LayerNorm",
         "<b>InstanceNorm",
         "<b>GroupNorm (G = 2)",
+        "<b>RMSNorm",
     ]
     shaded = {t.scene: t for t in fig.data if t.type == "mesh3d"}
     # the shaded block of one mean/var: BN one channel x all samples, GN one sample x C/G channels

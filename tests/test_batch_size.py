@@ -210,7 +210,9 @@ def test_cli_json_shape(tmp_path):
         == 0
     )
     data = json.loads(out.read_text())
-    assert set(data) == {"sizes", "test_acc"} and data["sizes"] == [2, 4]
+    assert set(data) == {"sizes", "lr_scaling", "lr", "steps", "test_acc"} and data["sizes"] == [2, 4]
+    spec = BatchSizeSpec()  # the learning rate of each size is recorded: lr x B / 32 by default
+    assert data["lr_scaling"] == "linear" and data["lr"] == pytest.approx([spec.lr * 2 / 32, spec.lr * 4 / 32])
     assert list(data["test_acc"]) == ["group", "batch"] and all(len(v) == 2 for v in data["test_acc"].values())
 
 

@@ -43,7 +43,7 @@ def test_invalid_values_raise_naming_the_field(changes, field):
 
 
 def test_cross_field_checks():
-    with pytest.raises(SpecError, match="data_path"):
+    with pytest.raises(SpecError, match="data_file"):
         DataSpec(dataset="mnist-file")
     with pytest.raises(SpecError, match="scale_min"):
         InitSweepSpec(scale_min=1.0, scale_max=0.1)

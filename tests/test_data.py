@@ -101,7 +101,7 @@ def test_bad_npz_files_are_rejected_clearly(tmp_path):
     for name, message in [
         ("nan", "NaN"),
         ("keys", "expected arrays"),
-        ("obj", "readable"),
+        ("obj", "only numbers"),
         ("count", "labels"),
         ("junk", "readable"),
     ]:

@@ -37,12 +37,13 @@ def _page():
     from normviz import ui
 
     fig = go.Figure(go.Scatter(y=[1, 2]))
-    ui.chart(fig, "final")
-    ui._local.redraw = 0  # what show_run sets while a run is still training
-    ui.chart(fig, "live")
-    ui.table_download([{"a": 1}], "live-table")
-    ui._local.redraw = None
-    ui.table_download([{"a": 1}], "table")
+
+    def render(result, final: bool):
+        ui.chart(fig, "final" if final else "live")
+        ui.table_download([{"a": 1}], "table" if final else "live-table")
+
+    ui._frame(render, None, True)  # how show_run draws a finished run
+    ui._frame(render, None, False, "Training… 50%", 0.5)  # and a live frame of one still training
 
 
 def test_downloads_only_on_the_final_draw():

@@ -132,6 +132,18 @@ def test_preset_forgot_eval_hides_in_batches_of_64(result):
     assert result.story.forgot_correct.mean() < 0.3
 
 
+def test_forgot_eval_numbers_of_the_preset_tour_and_notice(result):
+    """'about 20% (chance: 10%)' in the preset and the tour; the notice names test-time adaptation."""
+    from normviz.figures.train_vs_inference import notice_story
+
+    s = result.story
+    assert 0.15 < s.forgot_correct.mean() < 0.25
+    text = notice_story(result)
+    assert f"a later `.eval()` scores {s.eval_after_forgot:.0%}" in text and "test-time adaptation" in text
+    word = "above" if s.eval_after_forgot > s.eval_correct.mean() else "below"
+    assert f"{word} the {s.eval_correct.mean():.0%} of the correct eval mode" in text
+
+
 def test_preset_batch_mates(result):
     spec = preset("batch-mates change the answer")
     i = list(result.mates.sizes).index(spec.batch_size)

@@ -82,6 +82,17 @@ def test_batchnorm_matches_torch_over_steps(shape, momentum):
     assert_same(ours, ref, batches(shape, 1, seed=1)[0])
 
 
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_running_stats_match_torch_in_float64(momentum):
+    """The cumulative average's 1/t is computed in the buffers' dtype: float32 would leave ~1e-7 here."""
+    ours = (BatchNorm(5, momenta=(), cma=True) if momentum is None else BatchNorm(5, momenta=(momentum,))).double()
+    ref = nn.BatchNorm1d(5, momentum=momentum, dtype=torch.float64)
+    for x in batches((16, 5), 7):
+        ours(x.double()), ref(x.double())
+    assert_close(ours.stats.mean[0], ref.running_mean, atol=1e-14, rtol=1e-14)
+    assert_close(ours.stats.var[0], ref.running_var, atol=1e-14, rtol=1e-14)
+
+
 def test_running_stats_for_several_momenta_equal_separate_torch_bns():
     momenta = (0.01, 0.1, 0.5, 1.0)
     ours = BatchNorm(6, momenta=momenta, cma=True)
@@ -274,3 +285,37 @@ def test_make_norm_passes_keyword_arguments_on():
 def test_make_norm_unknown_kind_names_the_valid_ones():
     with pytest.raises(ValueError, match="valid kinds.*'batch'.*'renorm'"):
         make_norm("batchnorm", 4)
+
+
+# --- RMSNorm --------------------------------------------------------------------------------------------------
+from normviz.layers import RMSNorm  # noqa: E402
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("eps", [None, 1e-5])
+def test_rmsnorm_matches_torch(shape, eps):
+    """torch.nn.RMSNorm over (C, *spatial) with gamma repeated over positions: same output and input gradient,
+    and torch's per-position gamma gradient summed over the positions is ours."""
+    c, spatial = shape[1], shape[2:]
+    ours, ref = RMSNorm(c, eps=eps), nn.RMSNorm(shape[1:], eps=eps)
+    gamma = 1 + 0.5 * torch.randn(c, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours.weight.copy_(gamma)
+        ref.weight.copy_(gamma.reshape(c, *[1] * len(spatial)).expand(shape[1:]))
+    x = batches(shape, 1)[0]
+    grad_out = upstream_grad(x)
+    outputs = []
+    for module in (ours, ref):
+        xi = x.clone().requires_grad_()
+        y = module(xi)
+        y.backward(grad_out)
+        outputs.append((y, xi.grad, module.weight.grad.reshape(c, -1).sum(1)))
+    for a, b in zip(*outputs):
+        assert_close(a, b, **TOL)
+
+
+def test_rmsnorm_keeps_the_mean_that_layernorm_removes():
+    x = batches((16, 6), 1)[0] + 5
+    y = RMSNorm(6, affine=False)(x)
+    assert_close(y.square().mean(1), torch.ones(16), **TOL)  # unit root mean square per sample
+    assert y.mean(1).abs().min() > 0.5  # the mean is scaled, not subtracted

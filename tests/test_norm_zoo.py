@@ -18,8 +18,7 @@ from normviz.experiments.norm_zoo import (
     effective_groups,
     eval_accuracy,
 )
-from normviz.figures.style import NORM_LABELS
-from normviz.layers import BatchNorm, BatchRenorm, GroupNorm, WSConv2d
+from normviz.layers import NORM_LABELS, BatchNorm, BatchRenorm, GroupNorm, WSConv2d
 from normviz.runs import final
 from normviz.stacked import stacked_cross_entropy
 
@@ -45,7 +44,7 @@ def test_same_seed_same_initial_weights_for_every_norm():
     assert torch.equal(a.blocks[0].linear.weight, b.blocks[0].linear.weight)
 
 
-@pytest.mark.parametrize("model, norms", [("cnn", CNN_NORMS), ("mlp", MLP_NORMS)])
+@pytest.mark.parametrize("model, norms", [("cnn", CNN_NORMS + ("rms",)), ("mlp", MLP_NORMS + ("rms",))])
 def test_every_norm_trains_and_the_table_has_one_row_per_norm(model, norms):
     steps = 40 if model == "mlp" else 10
     r = final(norm_zoo.run(ZooSpec(model=model, batch_size=16, steps=steps, lr=0.01)))
@@ -77,7 +76,7 @@ def test_a_diverging_model_is_stopped_and_reported(monkeypatch):
 
     monkeypatch.setattr(norm_zoo, "build", build_with_a_broken_layernorm)
     r = final(norm_zoo.run(ZooSpec(model="mlp", steps=12, batch_size=8)))
-    assert r.diverged_at == [1 if n == "layer" else None for n in MLP_NORMS]
+    assert r.diverged_at == [1 if n == "layer" else None for n in norm_zoo.zoo_norms("mlp")]
     k = MLP_NORMS.index("layer")
     assert np.isnan(r.loss[:, k]).all() and np.isfinite(np.delete(r.loss, k, axis=1)).all()
     row = r.table()[k]
@@ -117,7 +116,12 @@ def test_cost_share_is_the_ablation_formula():
     rows = r.table()
     assert len(rows) == len(r.configs) - 1 and rows[0]["tensor ops per step"] > 0
     text = explain(r)
-    assert "25%" in text and "ResNet-50" in text and f"{r.share()[k, 1]:.0%}" in text
+    assert f"{r.share()[k, 1]:.0%}" in text and "seed material" not in text
+    assert (
+        "arXiv 1709.08145" in text
+        and "DenseNet-121's training performance by 25.7%" in text
+        and "arXiv 1807.01702" in text
+    )
     assert json.loads(json.dumps(r.summary()))["no_norm_ops"] > 0
 
 
@@ -180,7 +184,18 @@ def test_replicas_train_like_separate_models(norm):
 
 def test_seeds_give_a_range_in_the_table():
     r = final(norm_zoo.run(ZooSpec(model="mlp", steps=10, seeds=2)))
-    assert r.test_acc.shape[-1] == 2 and r.train_acc.shape == (len(MLP_NORMS), 2)
+    assert r.test_acc.shape[-1] == 2 and r.train_acc.shape == (len(norm_zoo.zoo_norms("mlp")), 2)
     for k, row in enumerate(r.table()):
         assert row["test accuracy, lowest seed"] <= row["test accuracy"] <= row["test accuracy, highest seed"]
         assert row["test accuracy, lowest seed"] == pytest.approx(float(r.test_acc[-1, k].min()))
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_rmsnorm_takes_layernorms_places_from_the_same_weights(model):
+    from normviz.layers import LayerNorm, RMSNorm
+
+    rms, ln = build(model, "rms", 4, seed=2), build(model, "layer", 4, seed=2)
+    assert all(isinstance(b.norm, RMSNorm) for b in rms.blocks) and all(
+        isinstance(b.norm, LayerNorm) for b in ln.blocks
+    )
+    assert all(torch.equal(a.linear.weight, b.linear.weight) for a, b in zip(rms.blocks, ln.blocks))

@@ -62,4 +62,4 @@ def test_dlfs_grid_bn_trains_at_most_scales():
     assert (bn > 0.9).sum() >= 8 and (np.nan_to_num(plain) > 0.9).sum() <= 3
     assert r.diverged_at[len(r.scales)] is not None  # no BN at std 1 diverges
     assert np.all(plain[-8:] < 0.2)  # small scales without BN stay at chance
-    assert bn[-1] < 0.2  # the smallest scale fails even with BN (input variance below eps)
+    assert 0.4 < bn[-1] < bn[2:12].min()  # with the book's eps the smallest scale learns, more slowly

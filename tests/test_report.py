@@ -22,7 +22,7 @@ def built(tmp_path_factory):
 
 
 def test_report_has_every_figure_and_the_lesson_text(built):
-    n_figures = 3  # activations.report_figures: histograms, curves, per-layer statistics
+    n_figures = 3  # the Activations page: histograms, curves, per-layer statistics
     assert built.count("Plotly.newPlot(") == n_figures
     assert len(set(re.findall(r'id="(figure-\d+)"', built))) == n_figures
     assert PRESET in built and "He init draws each layer" in built  # title and notice

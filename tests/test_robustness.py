@@ -5,7 +5,6 @@ import ast
 import importlib
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs
@@ -205,31 +204,7 @@ def test_spec_base_rejects_non_finite_and_huge_values():
         Spec.parse_field("seed", "9" * 300)
 
 
-# --- runs: a finished run is reused, an abandoned one stops ---------------------------------------
-@dataclass(frozen=True)
-class _ToySpec(Spec):
-    pass
-
-
-def test_show_run_caches_a_finished_run(monkeypatch):
-    """A reload, a shared link or a fuzzed URL that falls back to the defaults must not train again."""
-    from normviz import ui
-    from normviz.runs import RunStore
-
-    monkeypatch.setattr(ui, "STORE", RunStore())
-    calls, finals = [], []
-
-    def run(spec):
-        calls.append(spec)
-        yield SimpleNamespace(done=False, progress=0.5)
-        yield SimpleNamespace(done=True, progress=1.0)
-
-    first = ui.show_run(_ToySpec(seed=3), run, lambda r, final: finals.append(final))
-    again = ui.show_run(_ToySpec(seed=3), run, lambda r, final: finals.append(final))
-    assert len(calls) == 1 and again is first and first.done
-    assert finals == [False, True, True]
-
-
+# --- runs: an abandoned stream stops (tests/test_live_runs.py: the pages follow runs live) ----------------
 def test_an_abandoned_run_stops_training():
     """A closed tab stops consuming the stream: the run's generator is closed and nothing stays live."""
     from normviz.runs import RunStore
@@ -328,9 +303,9 @@ def _spec_of(module: str, preset: str) -> str:
 
 
 @pytest.mark.parametrize("path", ["/dev/null", "/nonexistent/x.npz", "/etc/passwd", "/", "%00"])
-def test_a_data_path_from_the_url_fails_with_a_message(path):
-    """data_path comes from the URL: any path is refused with a DataError/SpecError (a message in the page),
-    never another exception (a traceback)."""
+def test_a_data_path_in_the_url_is_ignored_and_the_cli_path_fails_with_a_message(path):
+    """data_path is the command line's only (issue 19): a URL naming it gets a warning and the defaults; the
+    CLI's path is refused with a DataError/SpecError (one line), never another exception (a traceback)."""
     from normviz.data import DataError, load_checked
 
     spec_cls = next(
@@ -338,5 +313,7 @@ def test_a_data_path_from_the_url_fails_with_a_message(path):
         for c in spec_classes()
         if "data_path" in c.field_info() and "mnist-file" in (c.field_info()["dataset"]["choices"] or ())
     )
+    spec, warnings = spec_cls.from_query({"dataset": ["mnist-file"], "data_path": [path]})
+    assert spec == spec_cls() and names_key(warnings, "data_path"), warnings
     with pytest.raises((DataError, ValueError)):
         load_checked(spec_cls(dataset="mnist-file", data_path=path))

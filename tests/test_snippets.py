@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from normviz.cli import MODULES
 from normviz.config import Spec
+from normviz.experiments import MODULES
 
 MAX_LINES = 40  # non-blank lines: a snippet is something to read on one screen
 CPU_SECONDS = 30  # per snippet, imports included (they target < 20 s of compute on a laptop CPU)

@@ -331,13 +331,25 @@ def test_an_abandoned_run_is_taken_over_by_a_follower():
     assert got[-1] == 20 and len(calls) == 2 and store.get("k") == 20 and store.running() == 0
 
 
-def test_least_recently_used_results_are_dropped_first():
-    store = RunStore(max_results=2)
-    store.put("a", 1)
-    store.put("b", 2)
-    assert store.get("a") == 1  # a is now the most recent
-    final(store.stream("c", _counting_run([3], [])))
-    assert store.get("b") is None and store.get("a") == 1 and store.get("c") == 3
+def test_least_recently_used_results_are_dropped_first_when_the_bytes_exceed_the_bound():
+    store = RunStore(max_bytes=2000)
+    a, b, c = (np.full(200, i, np.float32) for i in range(3))  # 800 bytes each
+    store.put("a", a)
+    store.put("b", b)
+    assert store.get("a") is a  # a is now the most recent
+    final(store.stream("c", _counting_run([c], [])))
+    assert store.get("b") is None and store.get("a") is a and store.get("c") is c
+    store.put("huge", np.zeros(1000, np.float32))  # larger than the whole bound: not kept, nothing dropped
+    assert store.get("huge") is None and store.get("a") is a
+
+
+def test_result_bytes_counts_the_arrays_of_a_result():
+    from normviz.experiments import activations
+
+    result = final(activations.run(activations.ActivationsSpec(steps=4, probe_every=2)))
+    arrays = [result.loss, result.batch_acc, result.probe_steps, *result.snapshots.values(), result.edges["grad"]]
+    arrays += [e for q, es in result.edges.items() if q != "grad" for e in es]
+    assert runs.result_bytes(result) == sum(a.nbytes for a in arrays) > 0
 
 
 def test_throttle_gives_the_run_twice_the_time_the_consumer_took(monkeypatch):

@@ -1,14 +1,21 @@
-"""Background warming of the defaults and the tour's presets (normviz.warm)."""
+"""Warming the defaults and the tour's presets through the run service (normviz.warm)."""
 
-import threading
+import pickle
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from normviz import report, warm
 from normviz.experiments import activations, init_sweep
-from normviz.runs import RunStore, final
+from normviz.runs import final
+from normviz.service import RunService
+
+
+@pytest.fixture
+def svc():
+    service = RunService(1, processes=False, cache=None, heartbeat_timeout=60.0)
+    yield service
+    service.shutdown()
 
 
 def test_jobs_cover_every_page_default_and_every_tour_preset_once():
@@ -22,55 +29,53 @@ def test_jobs_cover_every_page_default_and_every_tour_preset_once():
     assert set(keys[: len(defaults)]) == defaults  # the defaults come first
 
 
-def test_warm_fills_the_store_so_a_page_gets_the_result_at_once():
-    store = RunStore()
+def test_every_job_can_be_sent_to_a_worker_process():
+    for run, _ in warm.jobs():
+        assert pickle.loads(pickle.dumps(run)) is run  # a module-level function, sent by reference
+
+
+def test_warm_fills_the_service_so_a_page_gets_the_result_at_once(svc):
     spec = activations.ActivationsSpec(steps=6, probe_every=3)
-    assert warm.warm(store, [(activations.run, spec)]) == 1
-    cached = store.get(spec.key())
-    assert cached is not None and cached.done
-    assert list(store.stream(spec.key(), lambda: pytest.fail("trained again"))) == [cached]
+    finished = []
+    assert warm.warm(svc, [(activations.run, spec)], finished.append) == 1
+    cached = svc.result(spec.key())
+    assert cached is not None and cached.done and finished[0].latest() is cached
+    page = svc.submit(spec, activations.run, follower="student")
+    assert page.status().state == "done" and page.latest() is cached  # nothing trains again
     assert cached.summary() == final(activations.run(spec)).summary()  # what the page would have trained
 
 
-def test_a_failing_job_is_skipped_and_a_stop_ends_warming():
-    store = RunStore()
+def broken(spec):
+    raise ValueError("broken preset")
+    yield  # a generator, like every run
+
+
+def test_a_failing_job_is_counted_out_and_the_others_finish(svc):
     good = activations.ActivationsSpec(steps=4, probe_every=2)
-
-    def broken(spec):
-        raise ValueError("broken preset")
-        yield  # a generator, like every run
-
-    assert warm.warm(store, [(broken, good.replace(seed=1)), (activations.run, good)]) == 1
-    assert store.get(good.replace(seed=1).key()) is None and store.get(good.key()) is not None
-    stop = threading.Event()
-    stop.set()
-    assert warm.warm(RunStore(), [(activations.run, good)], stop) == 0
+    assert warm.warm(svc, [(broken, good.replace(seed=1)), (activations.run, good)]) == 1
+    assert svc.result(good.replace(seed=1).key()) is None and svc.result(good.key()) is not None
 
 
-def test_warming_is_off_in_the_tests(monkeypatch):
+def test_a_session_run_goes_ahead_of_the_warm_up_jobs(svc):
+    long = activations.ActivationsSpec(steps=5000, probe_every=1000)
+    warming = warm.submit(svc, [(activations.run, long.replace(seed=s)) for s in (1, 2)])
+    session = svc.submit(long.replace(seed=3), activations.run, follower="student")
+    deadline = time.monotonic() + 30
+    while session.status().state != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert session.status().state == "running"
+    assert [h.status().state for h in warming] == ["queued", "queued"]  # the first one stopped and waits again
+
+
+def test_warming_is_off_in_the_tests(monkeypatch, svc):
     monkeypatch.setenv("NORMVIZ_WARM_UP", "0")
-    assert warm.start_once(RunStore()) is None
+    assert warm.start_once(svc) is None
 
 
-def test_a_session_asking_for_the_run_being_warmed_takes_it_over():
-    """A low-priority warming thread must not keep a session waiting: it gives the run up to the session."""
-    store, started = RunStore(), threading.Event()
+def test_the_warm_command_refuses_to_run_without_a_disk_cache(monkeypatch, capsys):
+    from normviz import cli
 
-    def slow(spec):
-        started.set()
-        for i in range(500):
-            time.sleep(0.02)
-            yield SimpleNamespace(done=False, who="warm", i=i)
-        yield SimpleNamespace(done=True, who="warm", i=500)
-
-    def session_run():
-        yield SimpleNamespace(done=True, who="session", i=0)
-
-    key_spec = activations.ActivationsSpec(seed=7)
-    warming = threading.Thread(target=warm.warm, args=(store, [(slow, key_spec)]))
-    warming.start()
-    assert started.wait(10)
-    seen = list(store.stream(key_spec.key(), session_run, poll=0.01))
-    warming.join(10)
-    assert not warming.is_alive() and seen[-1].who == "session"
-    assert store.get(key_spec.key()).who == "session" and not store.followed(key_spec.key())
+    monkeypatch.setenv("NORMVIZ_CACHE_DIR", "off")
+    assert cli.main(["warm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the disk cache is off") and err.count("\n") == 1

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from normviz import snippets
-from normviz.cli import Command
+from normviz.commands import Command
 from normviz.config import DataSpec, ModelSpec, Preset, TrainSpec
 from normviz.data import load_checked
-from normviz.probes import GRAD_EDGES, LayerProbe
+from normviz.probes import GRAD_EDGES, LayerProbe, record_every
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape
 from normviz.train import StackedTrainer, accuracy
@@ -95,6 +95,7 @@ def run(spec: ActivationsSpec) -> Iterator[ActivationsResult]:
     x_eval, y_eval = data.x_train[:TRAIN_EVAL_SAMPLES], data.y_train[:TRAIN_EVAL_SAMPLES]
     losses, batch_accs, probe_steps, snaps = [], [], [], []
     throttle = Throttle()
+    every = record_every(spec.probe_every, spec.steps)
 
     def snapshot(done: bool) -> ActivationsResult:
         stacked = {name: np.stack([s[name] for s in snaps]).astype(np.float32) for name in snaps[0]}
@@ -128,7 +129,7 @@ def run(spec: ActivationsSpec) -> Iterator[ActivationsResult]:
         loss, acc = trainer.step()
         losses.append(loss.numpy())
         batch_accs.append(acc.numpy())
-        if step % spec.probe_every == 0 or step == spec.steps or trainer.all_diverged:
+        if step % every == 0 or step == spec.steps or trainer.all_diverged:
             record()
         if trainer.all_diverged:
             break
@@ -225,14 +226,3 @@ def pytorch_snippet(spec: ActivationsSpec) -> str:
         f"after {spec.steps} steps: {{per_layer(net.train())}}')",
     ]
     return "\n".join(code) + "\n"
-
-
-def report_figures(result: ActivationsResult, font_size: int) -> list:
-    """The page's figures for the offline report: histograms (animated), curves, per-layer statistics."""
-    from normviz.figures import activations as figs
-
-    return [
-        figs.layer_histograms(result, "act", font_size, animate=True),
-        figs.training_curves(result, font_size),
-        figs.layer_stats(result, font_size),
-    ]

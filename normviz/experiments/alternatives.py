@@ -14,19 +14,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.cli import Command
-from normviz.config import Preset, Spec, param
+from normviz import snippets
+from normviz.commands import Command
+from normviz.config import DataSpec, Preset, Spec, param
 from normviz.experiments import norm_cost, norm_zoo, rnn_norms, sync_bn
 from normviz.experiments.norm_zoo import digits, effective_groups
-from normviz.figures.style import NORM_LABELS
+from normviz.layers import NORM_LABELS
 
-AXES_KINDS = ("batch", "layer", "instance", "group")
+AXES_KINDS = ("batch", "layer", "instance", "group", "rms")
 EPS = 1e-5
 SETS_HELP = {
     "batch": "one mean/var per channel, over the batch and all positions",
     "layer": "one mean/var per sample, over all its channels and positions",
     "instance": "one mean/var per sample and channel, over its positions",
     "group": "one mean/var per sample and group of channels, over those channels' positions",
+    "rms": "one mean square per sample, over all its channels and positions (LayerNorm's set); no mean subtracted",
 }
 
 
@@ -46,7 +48,7 @@ def stat_sets(kind: str, shape: tuple[int, int, int], groups: int = 1) -> np.nda
     n, c, _ = shape
     if kind == "batch":
         return c_idx
-    if kind == "layer":
+    if kind in ("layer", "rms"):
         return n_idx
     if kind == "instance":
         return n_idx * c + c_idx
@@ -71,12 +73,18 @@ def normalize_by_sets(x: np.ndarray, sets: np.ndarray, eps: float = EPS) -> np.n
     return ((x - mean[sets]) / np.sqrt(var[sets] + eps)).astype(np.float32)
 
 
+def rms_by_sets(x: np.ndarray, sets: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """RMSNorm: each value divided by the root mean square of its set (the mean is kept)."""
+    mean, var, _ = set_stats(x, sets)
+    return (x / np.sqrt(var[sets] + mean[sets] ** 2 + eps)).astype(np.float32)
+
+
 def describe_set(kind: str, k: int, shape: tuple[int, int, int], groups: int) -> str:
     """In words, which values set k holds."""
     n, c, _ = shape
     if kind == "batch":
         return f"channel {k}, all {n} samples"
-    if kind == "layer":
+    if kind in ("layer", "rms"):
         return f"sample {k}, all {c} channels"
     if kind == "instance":
         return f"sample {k // c}, channel {k % c}"
@@ -155,7 +163,8 @@ def run(spec: AxesSpec) -> Iterator[AxesResult]:
     x = small_tensor(spec)
     g = effective_groups(spec.channels, spec.groups)
     sets = {k: stat_sets(k, x.shape, g) for k in AXES_KINDS}
-    yield AxesResult(spec, x, g, sets, {k: normalize_by_sets(x, s) for k, s in sets.items()})
+    normalized = {k: (rms_by_sets if k == "rms" else normalize_by_sets)(x, s) for k, s in sets.items()}
+    yield AxesResult(spec, x, g, sets, normalized)
 
 
 # --- the page: one spec for every view --------------------------------------------------------------------
@@ -299,17 +308,19 @@ CAPTIONS = {
     "sets. Drag a cube to turn it.",
     "tensor": "The same kind of tensor with real numbers: rows are samples, columns are channels (each with its "
     "H·W positions). Each coloured box is one set; hover a cell for its value and its set's mean and "
-    "variance. Below: after normalising, every box has mean 0 and variance 1.",
+    "variance. Below: after normalising, every box has mean 0 and variance 1 (RMSNorm: mean square 1, "
+    "the sign and relative size of its mean kept).",
     "every-norm": "Every norm starts from the same initial weights (per seed) and sees the same batches; Adam. "
-    "Test accuracy (450 held-out digits) in eval mode: BatchNorm and Batch Renorm use their running "
-    "statistics (PyTorch momentum 0.1), the others need none.",
+    f"Test accuracy ({snippets.split_sizes(DataSpec(dataset='digits'))[0]} held-out digits) in eval mode: "
+    "BatchNorm and Batch Renorm use their running statistics (PyTorch momentum "
+    f"{norm_zoo.RENORM_KWARGS['momentum']:g}), the others need none. " + norm_zoo.RENORM_VS_PAPER,
     "cost": "Grey: the same training step (forward, backward, Adam) with the norm layers removed (ablation). "
     "Coloured: the extra time the norm layers take; the label is their share of the step. Solid: our "
     "written-out layers; hatched: torch's built-in modules. Fastest of 12 interleaved rounds, CPU time "
     "of one thread.",
     "sync-bn": "Every point trains the same model on global batches of W·b samples. Per-worker BN normalises each "
     "worker's b samples alone (its running statistics are worker 0's, as DDP broadcasts them); SyncBN "
-    "sums Σx and Σx² over the workers first. Middle and right: the first BN layer's input, batches "
+    "combines every worker's mean and variance first. Middle and right: the first BN layer's input, batches "
     "drawn at random from the training set; in the CNN the H·W positions of one image are correlated, "
     "so the error is larger than the dotted 1/√(values) line.",
     "rnn": "RowRNN reads one image row per time step (8 steps), h_t = tanh(norm(W_x x_t + W_h h_{t-1})), and "
@@ -340,8 +351,10 @@ NOTICE = {
     "- With **b = 1** a per-worker BatchNorm1d refuses to train (one value per channel). A per-worker "
     "BatchNorm2d runs, but normalises every image by its own statistics in training (InstanceNorm in "
     "disguise) and by running averages in eval mode, which do not match: the CNN learns nothing useful.\n"
-    "- SyncBN is plain BN on the whole global batch: the test proves it to 1e-5. Its price is one "
-    "all-reduce of 2·C numbers per BN layer and step.",
+    "- SyncBN is plain BN on the whole global batch (the tests check it against BatchNorm on that batch). "
+    "Its price is communication: PyTorch's SyncBatchNorm gathers every worker's per-channel (mean, 1/σ, count) "
+    "in the forward pass and sums two per-channel sums (of dy and of dy·(x − μ)) over the workers in the "
+    "backward pass: two collectives per BN layer and step.",
     "rnn": "- Per-step BN needs one mean and variance **per time step**: step 0 (no previous state) differs from "
     "the later steps.\n"
     "- At step 8 and later it has **no statistics**: RowRNN refuses the sequence, unless told to reuse "
@@ -370,8 +383,11 @@ FORMULAS = {
         r"{t(\text{step with them})}"
     ],
     "sync-bn": [
-        r"S_1=\sum_{w=1}^{W}\sum_{i\in w}x_i,\quad S_2=\sum_{w=1}^{W}\sum_{i\in w}x_i^2\quad"
-        r"\text{(one all-reduce)},\qquad \mu=\frac{S_1}{Wb},\quad \sigma^2=\frac{S_2}{Wb}-\mu^2"
+        r"\text{all-gather of each worker's } (\mu_w,\ \sigma_w^2,\ n_w),\qquad "
+        r"n_w=b\ \text{(MLP)},\quad n_w=b\,H\,W\ \text{(CNN)}",
+        r"\mu=\frac{\sum_w n_w\,\mu_w}{\sum_w n_w},\qquad "
+        r"\sigma^2=\frac{\sum_w n_w\big(\sigma_w^2+(\mu_w-\mu)^2\big)}{\sum_w n_w}"
+        r"\quad\text{(within plus between workers)}",
     ],
     "rnn": [
         r"\text{BN: } h_t=\tanh\big(\mathrm{BN}_t(W_x x_t+W_h h_{t-1})\big)\ \text{(statistics per step } t)"

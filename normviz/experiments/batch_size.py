@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normviz.cli import Command
+from normviz.commands import Command
 from normviz.config import DataSpec, ModelSpec, Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.layers import renorm_correction
 from normviz.runs import Throttle
+from normviz.runtime import check_cancelled
 from normviz.stacked import ACTIVATION_FNS, init_std, stacked_cross_entropy
 from normviz.train import StackedTrainer, accuracy
 
@@ -32,14 +33,16 @@ NORM_CHOICES = ("batch", "group", "layer", "renorm", "none")  # the order of cha
 STACK_ORDER = ("batch", "renorm", "layer", "group", "none")  # batch-statistics norms side by side first
 BATCH_STAT_NORMS = ("batch", "renorm")
 REF_BATCH = 32  # `lr` is the rate at this batch size
-IMAGE_DATASETS = ("digits", "mnist-file")
+IMAGE_DATASETS = ("digits", "mnist-file", "upload")
 
 
 @dataclass(frozen=True)
 class NetSpec(ModelSpec, DataSpec):
     """What every network of the Train vs inference view shares: data, MLP shape, schedule and BN momentum."""
 
-    dataset: str = param("digits", "image data: the bundled 8x8 digits or local MNIST files", choices=IMAGE_DATASETS)
+    dataset: str = param(
+        "digits", "image data: the bundled 8x8 digits, MNIST files, or your upload", choices=IMAGE_DATASETS
+    )
     depth: int = param(3, "hidden layers of the MLPs", lo=1, hi=8)
     width: int = param(64, "units per hidden layer", lo=4, hi=256)
     init: str = param("he", "weight init: a plain std, Xavier or He", choices=("std", "xavier", "he"))
@@ -242,6 +245,7 @@ def batched_accuracy(
     idx = perm.repeat(math.ceil(n_batches * batch / n))[: n_batches * batch]
     correct = 0.0
     for i in range(n_batches):
+        check_cancelled()
         sel = idx[i * batch : (i + 1) * batch]
         hit = (logits_fn(x[sel]).argmax(-1) == y[sel]).float()  # (..., B)
         correct = correct + hit[..., : min(batch, n - i * batch)].sum(-1)
@@ -276,6 +280,9 @@ class BatchSizeResult:
         """The JSON the CLI writes."""
         return {
             "sizes": self.sizes.tolist(),
+            "lr_scaling": self.spec.lr_scaling,
+            "lr": self.lr.tolist(),  # the learning rate each batch size trained with
+            "steps": self.steps.tolist(),
             "test_acc": {kind: self.test_acc[i].tolist() for i, kind in enumerate(self.norms)},
         }
 
@@ -422,6 +429,7 @@ class _Stream:
         order, pos = torch.randperm(n, generator=self.gen), 0
         self._evaluate(0)
         for t, b in enumerate(self.batches.tolist(), start=1):
+            check_cancelled()
             if pos + b > n:
                 order, pos = torch.randperm(n, generator=self.gen), 0
             idx, pos = order[pos : pos + b], pos + b

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from normviz.cli import Command
-from normviz.config import Preset, Spec, SpecError, clip, param
+from normviz.commands import Command
+from normviz.config import Preset, Spec, SpecError, param, quote
 from normviz.layers import keras_to_pytorch
 
 DEFAULT_X = "[[1,2,0.5],[3,-1,2],[5,0,-1.5],[7,3,1]]"
@@ -148,16 +148,16 @@ def parse_matrix(name: str, text: str) -> np.ndarray:
     if not text.strip():
         raise SpecError(f"{name}: is empty; {EXAMPLE}")
     try:
-        rows = json.loads(text)
+        rows = json.loads(text, parse_int=float)  # an integer of 400 digits is inf, not an OverflowError
     except json.JSONDecodeError as exc:
         raise SpecError(f"{name}: not valid JSON ({exc.msg} at character {exc.pos + 1}); {EXAMPLE}") from None
     if not isinstance(rows, list):
-        raise SpecError(f"{name}: expected a list of rows, got {clip(text)}; {EXAMPLE}")
+        raise SpecError(f"{name}: expected a list of rows, got {quote(text)}; {EXAMPLE}")
     if not rows:
         raise SpecError(f"{name}: the batch is empty; give at least one sample, {EXAMPLE}")
     if not all(isinstance(r, list) for r in rows):
         if all(_is_number(r) for r in rows):
-            raise SpecError(f"{name}: got a flat list, not a matrix; one sample is written [{clip(text)}]")
+            raise SpecError(f"{name}: got a flat list, not a matrix; one sample is written [{quote(text)}]")
         raise SpecError(f"{name}: every row must be a list of numbers; {EXAMPLE}")
     widths = [len(r) for r in rows]
     if 0 in widths:
@@ -171,7 +171,7 @@ def parse_matrix(name: str, text: str) -> np.ndarray:
     for i, row in enumerate(rows):
         for j, v in enumerate(row):
             if not _is_number(v):
-                raise SpecError(f"{name}: row {i + 1}, column {j + 1} is not a number ({clip(json.dumps(v))})")
+                raise SpecError(f"{name}: row {i + 1}, column {j + 1} is not a number ({quote(json.dumps(v))})")
             if not math.isfinite(v):
                 raise SpecError(f"{name}: row {i + 1}, column {j + 1} is not finite ({v})")
     if len(rows) > MAX_B or widths[0] > MAX_C:
@@ -183,18 +183,18 @@ def _items(name: str, text: str) -> list:
     """'1,2,3' or '[1,2,3]' -> the numbers as given."""
     if text.startswith("["):
         try:
-            items = json.loads(text)
+            items = json.loads(text, parse_int=float)
         except json.JSONDecodeError as exc:
             raise SpecError(f"{name}: not valid JSON ({exc.msg}); write e.g. 1,2,3 or [1,2,3]") from None
         if not isinstance(items, list) or not all(_is_number(v) for v in items):
-            raise SpecError(f"{name}: expected a flat list of numbers like [1, 2, 3], got {clip(text)}")
+            raise SpecError(f"{name}: expected a flat list of numbers like [1, 2, 3], got {quote(text)}")
     else:
         items = []
         for k, part in enumerate(text.split(",")):
             try:
                 items.append(float(part))
             except ValueError:
-                raise SpecError(f"{name}: value {k + 1} is not a number ({clip(part.strip())!r})") from None
+                raise SpecError(f"{name}: value {k + 1} is not a number ({quote(part.strip())})") from None
     return items
 
 
@@ -202,7 +202,7 @@ def _parse_vector(name: str, text: str, c: int) -> np.ndarray:
     """'1,2,3', '[1,2,3]' or one number for every feature -> (C,) float64."""
     values = np.array(_items(name, text), dtype=np.float64)
     if not np.isfinite(values).all():
-        raise SpecError(f"{name}: values must be finite numbers, got {clip(text)}")
+        raise SpecError(f"{name}: values must be finite numbers, got {quote(text)}")
     if len(values) == 1:
         return np.full(c, values[0])
     if len(values) != c:

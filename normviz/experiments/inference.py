@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normviz.cli import Command
+from normviz.commands import Command
 from normviz.config import Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.experiments.batch_size import REF_BATCH, BatchSizeSpec, NetSpec, batched_accuracy
@@ -44,7 +44,7 @@ class InferenceSpec(NetSpec):
     """The BN networks (an MLP and a small CNN) and what is done with them after training."""
 
     train_epochs: int = param(10, "epochs the BN MLP and CNN are trained for", lo=1, hi=100, label="Epochs (BN nets)")
-    train_batch: int = param(64, "batch size the BN MLP and CNN are trained with", lo=2, hi=512)
+    train_batch: int = param(64, "batch size the BN MLP and CNN are trained with", lo=2, hi=512, log=True)
     sgd_momentum: float = param(
         0.9,
         "SGD momentum of the BN MLP and CNN (training and fine-tuning)",
@@ -437,14 +437,15 @@ PRESETS = {
     "batch size 1 in train mode": Preset(
         {"batch_size": 1},
         "BatchNorm1d refuses a single sample in train mode: one value per channel has no variance. The CNN's "
-        "BatchNorm2d accepts one image, because each channel still has 64 pixels, and normalises it with that "
-        "image's own statistics. It runs, and its accuracy drops.",
+        "BatchNorm2d accepts one image, because each channel still has several positions (8x8 = 64 in the first "
+        "BN layer, 4x4 = 16 in the second, after a stride-2 convolution), and normalises it with that image's "
+        "own statistics. It runs, and its accuracy drops.",
     ),
     "forgot model.eval()": Preset(
         {"batch_size": 64},
         "In the lab, tested in batches of 64, train mode scores about as well as eval mode, so the bug hides. "
         "Deployed frame by frame without .eval(), the same CNN normalises every frame by itself and drops to "
-        "near chance; the MLP's BatchNorm1d crashes at the first frame.",
+        "about 20% (chance: 10%); the MLP's BatchNorm1d crashes at the first frame.",
     ),
     "batch-mates change the answer": Preset(
         {"batch_size": 4},

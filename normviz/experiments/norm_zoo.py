@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from normviz.cli import Command
+from normviz.commands import Command
 from normviz.config import DataSpec, Preset, Spec, param
 from normviz.data import Dataset, load_checked
-from normviz.figures.style import NORM_LABELS
+from normviz.layers import NORM_LABELS, RMSNorm
 from normviz.models import MLP, SmallCNN
 from normviz.runs import Throttle
 from normviz.stacked import stacked_cross_entropy
@@ -36,6 +36,12 @@ MLP_NORMS = ("none", "batch", "layer", "group", "renorm")  # no spatial dims: no
 CNN_CHANNELS = (16, 32)
 MLP_DEPTH, MLP_WIDTH = 3, 64
 RENORM_KWARGS = {"momentum": 0.1, "rmax": 3.0, "dmax": 5.0}  # momentum as BN's, so both run the same schedule
+RENORM_VS_PAPER = (
+    "Batch Renorm here differs from Ioffe (2017, arXiv 1702.03275), Algorithm 1, in two ways: the running σ is "
+    "√(running var + ε), where running var is PyTorch's moving average of the unbiased batch variance (the paper "
+    "keeps a moving average of σ itself); and r_max, d_max hold from the first step (the paper starts at "
+    "r_max = 1, d_max = 0, which is plain BatchNorm, and relaxes them during training)."
+)
 SMOOTH = 20  # steps averaged for the "final loss"
 # RunningStats' in-place lerp_ has no vmap batching rule: torch falls back to a loop over the copies and says so
 warnings.filterwarnings(
@@ -99,6 +105,11 @@ def norms_for(model: str) -> tuple[str, ...]:
     return CNN_NORMS if model == "cnn" else MLP_NORMS
 
 
+def zoo_norms(model: str) -> tuple[str, ...]:
+    """The norms "every norm on the same model" trains: norms_for(model) and RMSNorm (which norm_cost does not time)."""
+    return norms_for(model) + ("rms",)
+
+
 def effective_groups(channels: int, groups: int) -> int:
     """The group count GroupNorm really gets: the largest divisor of `channels` not above `groups`."""
     g = max(1, min(groups, channels))
@@ -110,10 +121,10 @@ def effective_groups(channels: int, groups: int) -> int:
 def build(model: str, norm: str, groups: int, seed: int, n_classes: int = 10) -> nn.Module:
     """The model with `norm` ("group+ws": GroupNorm after weight-standardised convs); same seed, same weights."""
     gen = torch.Generator().manual_seed(seed)
-    kind = "group" if norm == "group+ws" else norm
+    kind = {"group+ws": "group", "rms": "layer"}.get(norm, norm)  # RMSNorm takes LayerNorm's places below
     kwargs = RENORM_KWARGS if kind == "renorm" else {}
     if model == "cnn":
-        return SmallCNN(
+        net = SmallCNN(
             n_classes,
             CNN_CHANNELS,
             kind,
@@ -122,11 +133,16 @@ def build(model: str, norm: str, groups: int, seed: int, n_classes: int = 10) ->
             generator=gen,
             **kwargs,
         )
-    if norm not in MLP_NORMS:
-        raise ValueError(f"the MLP has no {norm!r}: {NORM_LABELS.get(norm, norm)} needs conv layers")
-    if kind == "group":
-        kwargs = {"groups": groups}
-    return MLP(64, n_classes, MLP_DEPTH, MLP_WIDTH, "relu", norm=kind, init="he", generator=gen, **kwargs)
+    else:
+        if norm not in MLP_NORMS + ("rms",):
+            raise ValueError(f"the MLP has no {norm!r}: {NORM_LABELS.get(norm, norm)} needs conv layers")
+        if kind == "group":
+            kwargs = {"groups": groups}
+        net = MLP(64, n_classes, MLP_DEPTH, MLP_WIDTH, "relu", norm=kind, init="he", generator=gen, **kwargs)
+    if norm == "rms":  # make_norm builds no RMSNorm
+        for block in net.blocks:
+            block.norm = RMSNorm(block.linear.weight.shape[0])
+    return net
 
 
 @torch.no_grad()
@@ -236,7 +252,7 @@ def probe_schedule(steps: int, points: int = 10) -> set[int]:
 def run(spec: ZooSpec) -> Iterator[ZooResult]:
     """Train every norm on the same batches; yields growing partial results and the final one."""
     data = digits(spec.seed)
-    norms = norms_for(spec.model)
+    norms = zoo_norms(spec.model)
     seeds = range(spec.seed, spec.seed + spec.seeds)
     stacks = [Replicas([build(spec.model, n, spec.groups, s, data.n_classes) for s in seeds]) for n in norms]
     opts = [torch.optim.Adam(m.parameters(), lr=spec.lr, fused=True) for m in stacks]
@@ -311,8 +327,8 @@ PRESETS = {
         "With 2 samples per batch, the MLP's BatchNorm normalises each unit over 2 values, so in training every "
         "x̂ is exactly +1 or −1 whatever the input; the running averages it uses at test time describe something "
         "else. BatchNorm and Batch Renorm fall far behind; LayerNorm and GroupNorm use each sample's own "
-        "statistics and do not care. (In the CNN, BN still averages over 2 x 64 positions per channel and "
-        "suffers much less: switch the model.)",
+        "statistics and do not care. (In the CNN, BN averages each channel over 2 x 64 positions in its first "
+        "layer and 2 x 16 in its second, after a stride-2 convolution: switch the model and compare.)",
     ),
     "Three seeds: is the difference real?": Preset(
         {"seeds": 3},

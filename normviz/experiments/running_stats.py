@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz.cli import Command
+from normviz.commands import Command
 from normviz.config import DataSpec, ModelSpec, Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.layers import normalize
+from normviz.probes import record_every
 from normviz.runs import Throttle
+from normviz.runtime import check_cancelled
 from normviz.stacked import StackedMLP, StackShape, make_optimizer, stacked_cross_entropy
 from normviz.train import BatchSampler, accuracy
 
@@ -95,9 +97,14 @@ class MomentumSpec(ModelSpec, DataSpec):
     lr: float = param(
         0.05, "SGD learning rate (0 freezes the network: a stationary population)", lo=0.0, hi=10.0, log=True
     )
-    batch_size: int = param(64, "samples per training step", lo=2, hi=1024)
+    batch_size: int = param(64, "samples per training step", lo=2, hi=1024, log=True)
     steps: int = param(500, "training steps", lo=1, hi=5000)
-    pop_every: int = param(10, "compute population statistics and accuracies every k steps", lo=1, hi=1000)
+    pop_every: int = param(
+        10,
+        "compute population statistics and accuracies every k steps (at most 500 times a run: longer runs less often)",
+        lo=1,
+        hi=1000,
+    )
     recalibrate_batches: int = param(
         20,
         "PreciseBN after training: recompute the running stats from N training batches",
@@ -252,6 +259,7 @@ def probe_batches(model: StackedMLP, xb: torch.Tensor) -> tuple[list[torch.Tenso
     h = torch.matmul(xb, model.weights[0]) + model.biases[0]  # (nb, B, C): the K=1 weights broadcast
     inputs = []
     for layer in range(model.shape.depth):
+        check_cancelled()  # population statistics of a large set take a while
         if layer:
             h = torch.matmul(h, model.weights[layer]) + model.biases[layer]
         z = h if before else model.act(h)
@@ -349,6 +357,7 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
     pop_batches = population_batches(len(x), spec.batch_size, spec.seed)
     rows, ct = len(spec.row_momenta()), min(spec.width, TRACE_CHANNELS)
     stride = max(1, math.ceil(spec.steps / MAX_TRACE))
+    pop_every = record_every(spec.pop_every, spec.steps)
     eps = model.eps
     rec: dict[str, list] = {
         k: [] for k in ("loss", "trace_steps", "rm", "rv", "bm", "bv", "pop_steps", "eval_acc", "train_acc")
@@ -437,7 +446,7 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
                 record_trace(
                     (torch.stack([m for _, m in stats]).numpy(), torch.stack([v for v, _ in stats]).numpy() * factor)
                 )
-        if step % spec.pop_every == 0 or step == spec.steps:
+        if step % pop_every == 0 or step == spec.steps:
             record_population()
         if throttle.due():
             yield snapshot(False)
@@ -516,7 +525,8 @@ PAGE_FIELDS = [
     "pop_every",
     "recalibrate_batches",
     "dataset",
-    "data_path",
+    "data_file",
+    "upload",
     "n_samples",
     "test_fraction",
     "scaling",
@@ -533,7 +543,7 @@ PAGE_FIELDS = [
 
 def caption_a(spec: MomentumSpec) -> str:
     ramp = (
-        f" Momentum ramp: m_t = m·(1 − {1 - RAMP_END:g}·(t−1)/(T−1)), from m down to m/10 at the last step."
+        f" Momentum ramp: m_t = m·(1 − {1 - RAMP_END:g}·(t−1)/(T−1)), from m down to {RAMP_END:g}·m at the last step."
         if spec.schedule == "ramp"
         else ""
     )
@@ -547,12 +557,16 @@ def caption_a(spec: MomentumSpec) -> str:
     )
 
 
+VAR_ESTIMATOR_WORDS = {"unbiased": "unbiased (÷ (n − 1))", "biased": "biased (÷ n)"}
+
+
 def caption_precise(result: MomentumResult) -> str:
     p = result.precise
     return (
         f"After training, every running mean/var was replaced by the equal-weight average of the batch "
         f"statistics of {p['batches']} random training batches of {result.spec.batch_size}, computed in train "
-        f"mode with the final weights. Error after recalibration against population (a): mean "
+        f"mode with the final weights; each batch variance in the {VAR_ESTIMATOR_WORDS[result.spec.var_estimator]} "
+        f"estimator, as the running var keeps it. Error after recalibration against population (a): mean "
         f"{p['err_mean']:.3g}, var {p['err_var']:.3g}. Dashed line: the final train-mode test accuracy."
     )
 
@@ -565,8 +579,11 @@ deviations from the true mean, and E[biased variance] = (n − 1)/n · σ².
 Running statistics are meant to estimate the **population** variance σ² that eval mode should divide by, so
 PyTorch (and TF's fused kernel) multiply each batch variance by **n/(n − 1)** (Bessel's correction) before folding
 it into `running_var`. Keras 3, Flax and the book keep the biased one; their running variance is smaller by
-(n − 1)/n: 1.6% at batch 64, 50% at batch 2. Set *Var estimator* to *biased* and watch the variance error of
-the smallest momenta settle at about 1/n instead of 0 against population (b).
+(n − 1)/n: 1.6% at batch 64, 50% at batch 2. Set *Var estimator* to *biased* in the preset *frozen network: only
+noise*: in the first BN layer the cumulative average's variance error against population (b) then settles at about
+1/n instead of near 0. Chart B averages all layers, and the deeper layers' own error floor (see *Two populations*)
+is larger than 1/n, so there the estimator changes the line only a little. Against population (a), which averages
+the batch variances in the running var's own estimator, it changes nothing once the start value has faded.
 
 Here n is the number of values per channel in the batch (batch size × spatial positions for conv layers)."""
 
@@ -578,7 +595,7 @@ FORMULAS = [
     r" = \tfrac1t \textstyle\sum_{s\le t} \mu_{B_s}",
     r"\text{bias-corrected EMA: } \tilde\mu_t = \hat\mu_t \,/\, \big(1 - \textstyle\prod_{s\le t}(1-m_s)\big)"
     r"\quad(\hat\mu_0 = 0)",
-    r"\text{ramp: } m_t = m\,\big(1 - 0.9\,\tfrac{t-1}{T-1}\big),\qquad "
+    rf"\text{{ramp: }} m_t = m\,\big(1 - {1 - RAMP_END:g}\,\tfrac{{t-1}}{{T-1}}\big),\qquad "
     r"\text{window} \approx 1/m \text{ steps}",
     r"\text{errors: } \frac{|\hat\mu - \mu_{pop}|}{\sqrt{\sigma^2_{pop}+\epsilon}},\qquad "
     r"\left|\frac{\hat\sigma^2+\epsilon}{\sigma^2_{pop}+\epsilon} - 1\right| "
@@ -599,7 +616,7 @@ WHAT_TO_NOTICE = """\
 
 
 PRESETS = {
-    "PyTorch 0.1 vs Keras 0.99 are the same thing": Preset(
+    "Are PyTorch 0.1 and Keras 0.99 the same thing?": Preset(
         dict(convention="keras", momenta=(0.99, 0.9, 0.1), lr=0.05),
         "They are not. Keras' momentum is the weight of the *old* value, PyTorch's the weight of the *new* "
         "batch: PyTorch's default 0.1 is Keras 0.9, and Keras' default 0.99 is PyTorch 0.01, a ten times "
@@ -616,14 +633,14 @@ PRESETS = {
     "tiny momentum lags": Preset(
         dict(init="std", init_std=0.01, momenta=(0.001, 0.01, 0.1), lr=0.05, bias_correction=True),
         "BN makes each layer blind to the scale of its weights, and SGD keeps growing these small ones, so "
-        "the variance of every BN input rises about tenfold during the run: the population moves. With "
+        "the mean variance of each layer's BN inputs rises 7- to 12-fold during the run: the population moves. With "
         "bias correction on there is no start-up bias left, yet momentum 0.001 (window ~1,000 steps) and "
         "the cumulative average still describe an older network: their errors stay several times above "
         "momentum 0.1's.",
     ),
     "running var starts at 1": Preset(
         dict(init="std", init_std=0.01, momenta=(0.001, 0.01, 0.1), steps=400),
-        "With init std 0.01 the true variance of each BN input is below 0.01, but PyTorch starts "
+        "With init std 0.01 the true variance of each BN input starts below 0.01, but PyTorch starts "
         "running_var at 1. The start value fades as (1-m)^t: after 400 steps momentum 0.001 still keeps 67% "
         "of it, its variance is far too large, and eval mode shrinks every activation: eval accuracy "
         "collapses although training works. The cumulative average forgets the start at once; so does "

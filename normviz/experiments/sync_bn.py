@@ -1,6 +1,7 @@
 """SyncBN, simulated: a global batch split over W workers of b samples each. Per-worker BN normalises every
-sub-batch with its own statistics (what plain BN does under data parallelism); synchronized BN all-reduces
-the per-channel sums and sums of squares, so every worker normalises with the statistics of all W*b samples.
+sub-batch with its own statistics (what plain BN does under data parallelism); synchronized BN gathers every
+worker's per-channel (mean, variance, count) and combines them, so every worker normalises with the statistics of
+all W*b samples.
 
     python -m normviz sync-bn --workers 8 --sub-batches 1,2,4,8,16 --model mlp --json sync.json
 """
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.cli import Command
+from normviz.commands import Command
 from normviz.config import Preset, Spec, SpecError, param
 from normviz.experiments.norm_zoo import build, digits, eval_accuracy, lr_param, model_param, steps_param
 from normviz.layers import BatchNorm, check_batch, normalize
@@ -25,12 +26,23 @@ MODES = ("local", "sync")  # per-worker BN, synchronized BN
 NOISE_DRAWS = 300
 
 
+def combine_stats(mean: torch.Tensor, var: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The statistics of the whole batch from each worker's (mean, biased var) over n values: (1, C), (1, C), W*n.
+
+    The parallel (Chan et al.) combination, as torch's batch_norm_gather_stats_with_counts does; S2/N - mu^2
+    would cancel catastrophically when the mean is large against the spread (mean 1000, std 1 in float32).
+    """
+    total = mean.mean(0, keepdim=True)  # equal counts: the mean of the worker means
+    spread = (var + (mean - total) ** 2).mean(0, keepdim=True)  # within-worker plus between-worker variance
+    return total, spread, n * mean.shape[0]
+
+
 class WorkerBatchNorm(BatchNorm):
     """BatchNorm of a batch made of `workers` equal sub-batches, one per simulated device.
 
     sync=False: each worker normalises its sub-batch with that sub-batch's statistics; the running statistics
-    follow worker 0 (DDP broadcasts rank 0's buffers). sync=True: one all-reduce of the per-channel
-    [sum x, sum x^2] gives every worker the statistics of the whole batch, exactly as BatchNorm on it.
+    follow worker 0 (DDP broadcasts rank 0's buffers). sync=True: as torch's SyncBatchNorm, every worker's
+    (mean, biased var, count) is gathered and combined, giving the statistics of the whole batch, as BatchNorm on it.
     Eval mode is plain BatchNorm with the running statistics.
     """
 
@@ -39,23 +51,22 @@ class WorkerBatchNorm(BatchNorm):
         self.workers, self.sync = workers, sync
 
     def worker_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(sum, sum of squares, count) per worker and channel: (W, C), (W, C), values per worker."""
+        """(mean, biased variance, count) per worker and channel: (W, C), (W, C), values per worker."""
         if x.shape[0] % self.workers:
             raise ValueError(f"a batch of {x.shape[0]} does not split into {self.workers} equal sub-batches")
         xs = x.reshape(self.workers, -1, *x.shape[1:])  # (W, b, C, *spatial)
         dims = (1,) + tuple(range(3, xs.dim()))
-        return xs.sum(dims), (xs * xs).sum(dims), xs.numel() // (self.workers * x.shape[1])
+        var, mean = torch.var_mean(xs, dim=dims, unbiased=False)
+        return mean, var, xs.numel() // (self.workers * x.shape[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        s1, s2, n = self.worker_stats(x)  # (W, C), (W, C), values per channel on one worker
-        if self.sync:  # the all-reduce: every worker now holds the totals
-            s1, s2, n = s1.sum(0, keepdim=True), s2.sum(0, keepdim=True), n * self.workers
+        mean, var, n = self.worker_stats(x)  # (W, C), (W, C), values per channel on one worker
+        if self.sync:
+            mean, var, n = combine_stats(mean, var, n)
         else:  # one worker's sub-batch must have more than one value per channel, as for BatchNorm
             check_batch(x[: x.shape[0] // self.workers], (0,) + tuple(range(2, x.dim())))
-        mean = s1 / n  # (W or 1, C)
-        var = (s2 / n - mean * mean).clamp_min(0.0)  # biased, as BN normalises with
         self.stats.update(mean[0].detach(), var[0].detach(), n)
         xs = x.reshape(self.workers, -1, *x.shape[1:])  # (W, b, C, *spatial)
         shape = (mean.shape[0], 1, -1) + (1,) * (x.dim() - 2)
@@ -253,10 +264,10 @@ W, b, C = {spec.workers}, {b}, 5
 x = torch.randn(W * b, C) * 3 + 1  # one global batch, W workers with b samples each
 # per-worker BN: each worker normalises its own sub-batch
 local = torch.cat([nn.functional.batch_norm(xi, None, None, training=True) for xi in x.split(b)])
-# SyncBN: all-reduce of per-channel sums and sums of squares, then one mean/var for everybody
-s1 = sum(xi.sum(0) for xi in x.split(b))
-s2 = sum((xi * xi).sum(0) for xi in x.split(b))
-mean, var = s1 / (W * b), s2 / (W * b) - (s1 / (W * b)) ** 2
+# SyncBN: gather each worker's mean and biased var (and count), then combine them into one mean/var
+worker_var, worker_mean = torch.var_mean(x.reshape(W, b, C), 1, unbiased=False)  # (W, C) each
+mean = worker_mean.mean(0)  # equal counts
+var = (worker_var + (worker_mean - mean) ** 2).mean(0)  # within plus between workers
 synced = (x - mean) / torch.sqrt(var + 1e-5)
 full = nn.BatchNorm1d(C, affine=False)(x)  # plain BN over the whole W*b batch
 print("SyncBN == BN on the full batch:", torch.allclose(synced, full, atol=1e-5))

@@ -8,6 +8,7 @@ from plotly.subplots import make_subplots
 
 from normviz.figures.memo import of_finished_results
 from normviz.figures.style import norm_color, style
+from normviz.probes import frame_indices
 
 QUANTITY_TITLES = {
     "linear": "Linear output W·x + b (BN's input)",
@@ -63,12 +64,15 @@ def layer_histograms(result, quantity: str, font_size: int = 14, animate: bool =
     fig.update_layout(bargap=0)
     steps = [int(s) for s in result.probe_steps]
     if animate and len(steps) > 1:
+        shown = frame_indices(len(steps))  # a long run's frames thinned evenly: the figure's size stays bounded
         fig.frames = [
             go.Frame(
-                name=str(s), data=[go.Bar(y=hists[t, m, layer]) for m in range(n_models) for layer in range(n_layers)]
+                name=str(steps[t]),
+                data=[go.Bar(y=hists[t, m, layer]) for m in range(n_models) for layer in range(n_layers)],
             )
-            for t, s in enumerate(steps)
+            for t in shown
         ]
+        steps = [steps[t] for t in shown]
         frame_args = dict(mode="immediate", frame=dict(duration=150, redraw=True), transition=dict(duration=0))
         fig.update_layout(
             updatemenus=[
@@ -132,6 +136,7 @@ def layer_stats(result, font_size: int = 14) -> go.Figure:
                     col=m + 1,
                 )
     fig.update_xaxes(title_text="step", row=len(stats))
+    fig.update_xaxes(range=[0, result.spec.steps])  # the run's length from its first live frame: no jumping axis
     for r, stat in enumerate(stats):
         if stat == "std":  # a collapse by orders of magnitude only shows on a log axis
             fig.update_yaxes(type="log", exponentformat="power", row=r + 1)
@@ -178,7 +183,7 @@ def training_curves(result, font_size: int = 14) -> go.Figure:
         )
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)
-    fig.update_xaxes(title_text="step")
+    fig.update_xaxes(title_text="step", range=[0, result.spec.steps])  # the run's length from its first frame
     return style(fig, None, font_size, height=380)
 
 

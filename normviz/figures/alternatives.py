@@ -12,7 +12,8 @@ from normviz.experiments.rnn_norms import NORMS as RNN_NORMS
 from normviz.experiments.rnn_norms import REPEATS, TRAIN_STEPS
 from normviz.experiments.sync_bn import MODES
 from normviz.figures.memo import of_finished_results
-from normviz.figures.style import NORM_LABELS, REFERENCE_COLOR, norm_color, style
+from normviz.figures.style import REFERENCE_COLOR, norm_color, style
+from normviz.layers import NORM_LABELS
 
 AXIS_TITLES = {"n": "N (batch)", "c": "C (channels)", "hw": "H,W (spatial)"}
 GRID = "#9a9a9a"
@@ -74,11 +75,12 @@ def axes_cube(result, font_size: int = 14) -> go.Figure:
     over (shaded), and the borders of all the other sets (lines)."""
     n, c, hw = result.shape
     titles = [f"<b>{set_label(k, result.groups)}</b><br>{SETS_HELP[k]}" for k in AXES_KINDS]
-    fig = make_subplots(
-        2, 2, specs=[[{"type": "scene"}] * 2] * 2, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.1
-    )
+    cols = 3  # BN, LN, IN in the first row; GN and RMSNorm in the second
+    rows = -(-len(AXES_KINDS) // cols)
+    specs = [[{"type": "scene"} if r * cols + c < len(AXES_KINDS) else None for c in range(cols)] for r in range(rows)]
+    fig = make_subplots(rows, cols, specs=specs, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.1)
     for i, kind in enumerate(AXES_KINDS):
-        pos = dict(row=i // 2 + 1, col=i % 2 + 1)
+        pos = dict(row=i // cols + 1, col=i % cols + 1)
         boxes = _set_boxes(result.sets[kind])
         lx, ly, lz = [], [], []
         for c0, c1, n0, n1 in boxes:
@@ -127,7 +129,7 @@ def axes_cube(result, font_size: int = 14) -> go.Figure:
         aspectratio=dict(x=1.3, y=1.0, z=1.0),
         camera=dict(eye=dict(x=-1.7, y=-2.0, z=1.3), projection=dict(type="orthographic")),
     )
-    fig.update_layout({f"scene{i if i > 1 else ''}": scene for i in range(1, 5)})
+    fig.update_layout({f"scene{i if i > 1 else ''}": scene for i in range(1, len(AXES_KINDS) + 1)})
     style(fig, None, font_size, height=760)
     fig.update_layout(margin=dict(t=80))  # room for the first row's two-line titles
     return fig

@@ -97,6 +97,7 @@ def trajectories(result, layer: int, channel: int, shown=None, font_size: int = 
     fig.update_yaxes(title_text="mean", row=1, col=1)
     fig.update_yaxes(title_text="variance", row=2, col=1)
     fig.update_xaxes(title_text="training step", row=2, col=1)
+    fig.update_xaxes(range=[0, result.spec.steps])  # the run's length from its first live frame: no jumping axis
     title = f"A. Layer {layer + 1}, channel {channel + 1}: running estimates vs population"
     return style(fig, title, font_size, height=620)
 
@@ -144,7 +145,7 @@ def errors(result, population: str = "precise", shown=None, font_size: int = 14)
             fig.add_vline(x=1 / m, line=line, row=1, col=2)
     fig.update_yaxes(type="log", dtick=1, title_text="error (log scale)", col=1)
     fig.update_yaxes(type="log", dtick=1, col=2)
-    fig.update_xaxes(title_text="training step")
+    fig.update_xaxes(title_text="training step", range=[0, result.spec.steps])
     title = f"B. Error of the running estimates, averaged over all BN channels — against {POPULATION_NAMES[population]}"
     return style(fig, title, font_size, height=430)
 
@@ -166,7 +167,7 @@ def accuracy(result, shown=None, font_size: int = 14) -> go.Figure:
         x=result.pop_steps, y=result.train_acc, mode="lines", name="train mode (batch statistics)", line=TRAIN_MODE_LINE
     )
     fig.update_yaxes(title_text="test accuracy", tickformat=".0%", range=[0, 1.02])
-    fig.update_xaxes(title_text="training step")
+    fig.update_xaxes(title_text="training step", range=[0, result.spec.steps])
     return style(
         fig, "C. Test accuracy: eval mode with each momentum's running stats vs train mode", font_size, height=400
     )

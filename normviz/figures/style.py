@@ -17,16 +17,7 @@ NORM_COLORS = {
     "instance": "#9467bd",
     "renorm": "#17becf",
     "sync": "#e377c2",
-}
-NORM_LABELS = {
-    "none": "no norm",
-    "batch": "BatchNorm",
-    "layer": "LayerNorm",
-    "group": "GroupNorm",
-    "group+ws": "GroupNorm + WS",
-    "instance": "InstanceNorm",
-    "renorm": "Batch Renorm",
-    "sync": "SyncBN",
+    "rms": "#bcbd22",
 }
 REFERENCE_COLOR = "#8a8f98"  # reference lines: a mid grey that reads on light and dark themes
 CMA_COLOR = "#6c7a89"  # slate grey: readable on the light and the dark theme

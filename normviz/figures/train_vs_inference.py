@@ -13,7 +13,8 @@ from plotly.subplots import make_subplots
 from normviz.experiments.batch_size import BATCH_STAT_NORMS
 from normviz.experiments.inference import CAMERA_GAIN, CAMERA_OFFSET, FINETUNE_CASES, MATE_KINDS
 from normviz.figures.memo import of_finished_results
-from normviz.figures.style import NORM_LABELS, REFERENCE_COLOR, norm_color, style
+from normviz.figures.style import REFERENCE_COLOR, norm_color, style
+from normviz.layers import NORM_LABELS
 
 EVAL_COLOR, TRAIN_COLOR, CRASH_COLOR = REFERENCE_COLOR, norm_color("batch"), "#d62728"
 MATE_COLORS = {"eval": EVAL_COLOR, "same class": "#2ca02c", "mixed": "#9467bd", "other class": "#ff7f0e"}
@@ -136,8 +137,8 @@ def notice_single_image(result) -> str:
         f"- Alone in train mode, each image is normalised by its own per-channel statistics, and the CNN's "
         f"test accuracy drops from {_pct(cnn.eval_acc[0])} (eval mode) to {_pct(cnn.train_acc[0])}.\n"
         "- Why so low: the last BatchNorm2d sits before ReLU and global average pooling. Normalised over one "
-        "image's positions, every channel has mean β whatever the image, so little of the image reaches "
-        "the classifier."
+        "image's positions, every channel has mean β and standard deviation of about |γ| whatever the image, so only "
+        "the shape of each channel's values over the positions reaches the classifier."
     )
 
 
@@ -198,13 +199,22 @@ def story(result, font_size: int = 14) -> go.Figure:
     )
 
 
+def _compared(a: float, b: float) -> str:
+    """How a rounded percentage a stands to b, in words that stay true after rounding."""
+    return "the same as" if _pct(a) == _pct(b) else "above" if a > b else "below"
+
+
 def notice_story(result) -> str:
     s = result.story
     return (
         f"- With `model.eval()` the CNN scores {_pct(s.eval_correct.mean())} frame by frame, exactly as in "
         f"batches. Without it, each frame is normalised by itself: {_pct(s.forgot_correct.mean())}.\n"
-        "- The forgotten train mode also overwrote the running statistics, frame after frame, with single-image "
-        f"ones: a later `.eval()` scores {_pct(s.eval_after_forgot)} (grey bar).\n"
+        "- The forgotten train mode also updated the running statistics with every frame, so they now describe "
+        f"these test frames: a later `.eval()` scores {_pct(s.eval_after_forgot)} (grey bar), "
+        f"{_compared(s.eval_after_forgot, s.eval_correct.mean())} the {_pct(s.eval_correct.mean())} of the "
+        "correct eval mode. That is test-time adaptation on the evaluation set, not a better model: the "
+        "statistics were estimated on the very frames that are then scored, so the score has seen the test "
+        "data and says nothing about frames still to come.\n"
         "- The MLP would not even run: BatchNorm1d raises the error above at the first frame."
     )
 
@@ -442,7 +452,7 @@ def notice_stream(result) -> str:
     if "batch" in result.norms:
         last += (
             " BN's statistics come from batches of changing size, each as noisy as it is small: lower "
-            "*Stream max batch* (e.g. to 8) and BN falls behind."
+            "*Stream max batch* (e.g. to 8) and compare BN with the others."
         )
     return line + "\n" + last
 

@@ -192,6 +192,26 @@ def alerts(page, kind: str = "") -> list[str]:
     return page.locator(selector).all_inner_texts()
 
 
+def alert_markdown(page, kind: str = "") -> list[str]:
+    """Like `alerts`, with inline code written back between backticks, as the message's Markdown had it."""
+    selector = f'[data-testid="stAlertContent{kind}"]' if kind else '[data-testid="stAlert"]'
+    return page.locator(selector).evaluate_all(
+        "els => els.map(e => { const c = e.cloneNode(true);"
+        " c.querySelectorAll('code').forEach(k => { k.textContent = '`' + k.textContent + '`'; });"
+        " return c.textContent; })"
+    )
+
+
+def alert_markup(page, kind: str = "Warning") -> list[str]:
+    """Elements in the text of alert messages other than paragraphs and inline code: what a user's text
+    rendered as Markdown would create (an image, a link, emphasis, coloured text, an icon)."""
+    return page.locator(f'[data-testid="stAlertContent{kind}"] [data-testid="stMarkdownContainer"]').evaluate_all(
+        "els => els.flatMap(e => [...e.querySelectorAll('*')]"
+        ".filter(k => !['P', 'CODE'].includes(k.tagName) || k.getAttribute('style'))"
+        ".map(k => k.outerHTML.slice(0, 200)))"
+    )
+
+
 def main_text_digest(page) -> str:
     """A digest of the main area's text, for a page that shows tables and numbers rather than charts."""
     return page.evaluate("""() => {

@@ -13,7 +13,7 @@ import time
 
 import e2e_helpers as h
 import pytest
-from malformed_queries import malformed_queries, names_key, spec_kinds
+from malformed_queries import malformed_queries, markup_queries, names_key, spec_kinds
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +45,7 @@ def _check(tab, case, defaults: dict[str, str]) -> str | None:
         return f"{case.label}: {found}"
     if case.expect is None:
         return None
-    messages = h.alerts(tab, "Warning")
+    messages = h.alert_markdown(tab, "Warning")
     if not names_key(messages, case.expect):
         return f"{case.label}: no warning naming {case.expect[:40]!r}; alerts {[m[:120] for m in messages]}"
     if h.query_of(tab.url) != defaults:
@@ -93,3 +93,43 @@ def test_fuzz_every_page_with_malformed_urls(browser, app_pages, subtests):
             finally:
                 ctx.close()
     assert fuzzed == len(app_pages)
+
+
+MARKUP_PAGES = ("activations",)  # 16 URLs on one page: the full fuzz above already takes minutes
+
+
+def test_markup_and_odd_text_in_urls_render_as_plain_text(browser, app_pages):
+    """Markdown, huge numbers, unicode and an RTL override in URL keys and values (issue 19): each warning
+    names its parameter as inline code, the user's text creates no image, link, emphasis, colour or icon,
+    and nothing is fetched from the addresses it names."""
+    pages = [p for p in app_pages if p.slug in MARKUP_PAGES]
+    assert len(pages) == len(MARKUP_PAGES), [p.slug for p in app_pages]
+    ctx = browser.new_context(viewport=h.VIEWPORT)
+    fetched = []
+    ctx.on("request", lambda r: fetched.append(r.url) if "127.0.0.1:9/" in r.url else None)
+    failures, loads, t = [], 0, time.monotonic()
+    try:
+        h.skip_chart_drawing(ctx)
+        tab = ctx.new_page()
+        for p in pages:
+            h.goto_idle(tab, p.url)
+            defaults = h.query_of(tab.url)
+            for case in markup_queries(defaults, spec_kinds(defaults)):
+                tab.goto(f"{p.url}?{case.query}", wait_until="commit")
+                h.wait_idle(tab, timeout_s=120, settle_s=0.2)
+                loads += 1
+                messages = h.alert_markdown(tab, "Warning")
+                if found := h.problems(tab):
+                    failures.append(f"{p.slug} {case.label}: {found}")
+                # Streamlit rewrites ":material/" to ":material_" in all Markdown, code too: still plain text
+                if not names_key(messages, case.expect.replace(":material/", ":material_")):
+                    failures.append(f"{p.slug} {case.label}: no warning naming it as code: {messages}")
+                if made := h.alert_markup(tab):
+                    failures.append(f"{p.slug} {case.label}: the message rendered markup {made}")
+                if any("\u202e" in m for m in messages):
+                    failures.append(f"{p.slug} {case.label}: a raw RTL override in {messages}")
+    finally:
+        ctx.close()
+    h.report(f"markup fuzz: {loads} URLs on {len(pages)} pages, {len(failures)} failures, {time.monotonic() - t:.0f} s")
+    assert not fetched, fetched
+    assert not failures, "\n".join(failures)
