@@ -55,11 +55,12 @@ def _check(tab, case, defaults: dict[str, str]) -> str | None:
 
 
 def _fuzz_page(ctx, p: h.AppPage) -> int:
+    first = ctx.new_page()
+    h.goto_idle(first, p.url)  # the default run, drawn as a student sees it (cached by the server from now on)
     if not os.environ.get("NORMVIZ_FUZZ_DRAW_CHARTS"):  # the page test draws the same (default) charts
         h.skip_chart_drawing(ctx)
-    tabs = [ctx.new_page() for _ in range(TABS)]
-    h.goto_idle(tabs[0], p.url)  # the default run (cached by the server from now on)
-    defaults = h.query_of(tabs[0].url)  # {} on a page without settings (home): every parameter is unknown
+    tabs = [first] + [ctx.new_page() for _ in range(TABS - 1)]
+    defaults = h.query_of(first.url)  # {} on a page without settings (home): every parameter is unknown
     cases = _pick(defaults)
     assert sum(c.expect is not None for c in cases) >= 30
     failures, t = [], time.monotonic()
