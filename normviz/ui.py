@@ -124,8 +124,12 @@ def spec_controls(
     presets = presets or {}
     preset_key = f"{page}.{PRESET_PARAM}"
     # the first run of this page in this session, or a link naming a preset (the home page's tour): the URL
-    # sets the widgets; afterwards the URL follows the widgets (and loses 'preset', so it applies once)
-    if f"{page}.{names[0]}" not in st.session_state or PRESET_PARAM in st.query_params:
+    # sets the widgets; afterwards the URL follows the widgets (and loses 'preset', so it applies once).
+    # A widget whose state Streamlit dropped (a run interrupted before it was drawn) is seeded from the URL
+    # too, which still holds the last settings: unseeded, it would show its minimum.
+    missing = [n for n in names if f"{page}.{n}" not in st.session_state]
+    first = len(missing) == len(names) or PRESET_PARAM in st.query_params
+    if missing or first:
         params = {k: st.query_params.get_all(k) for k in st.query_params}
         warnings, start = [], spec_cls()
         wanted = params.pop(PRESET_PARAM, [CUSTOM])[-1]
@@ -141,11 +145,14 @@ def spec_controls(
         except SpecError as exc:  # each value fits the defaults but not the preset's settings
             url_warnings.append(f"URL settings do not fit the preset ({exc}); using the preset's.")
             spec = start
-        _seed(page, spec, list(info), info)
-        st.session_state[preset_key] = wanted
-        st.session_state[f"{page}.hidden"] = {k: getattr(spec, k) for k in info if k not in names}
-        for w in warnings + url_warnings:
-            st.warning(w, icon=":material/warning:")
+        if not first:
+            _seed(page, spec, missing, info)
+        else:
+            _seed(page, spec, list(info), info)
+            st.session_state[preset_key] = wanted
+            st.session_state[f"{page}.hidden"] = {k: getattr(spec, k) for k in info if k not in names}
+            for w in warnings + url_warnings:
+                st.warning(w, icon=":material/warning:")
 
     if presets:
 

@@ -317,3 +317,21 @@ def test_a_data_path_in_the_url_is_ignored_and_the_cli_path_fails_with_a_message
     assert spec == spec_cls() and names_key(warnings, "data_path"), warnings
     with pytest.raises((DataError, ValueError)):
         load_checked(spec_cls(dataset="mnist-file", data_path=path))
+
+
+def test_a_widget_whose_state_streamlit_dropped_is_seeded_from_the_url_not_its_minimum():
+    """Streamlit drops a widget's state when a run ends without drawing it (e.g. interrupted by a rerun): the
+    widget must come back with the settings the URL still holds, not at its minimum."""
+    from streamlit.testing.v1 import AppTest
+
+    dropping = "import streamlit as st\nif st.session_state.pop('drop', False):\n    del st.session_state['pair.hi']\n"
+    at = AppTest.from_string(dropping + _PRESET_PAGE, default_timeout=60)
+    at.query_params["hi"] = "7"
+    at.run()
+    at.slider(key="pair.lo").set_value(4).run()
+    assert (at.query_params["lo"], at.query_params["hi"]) == ("4", "7")
+    at.session_state["drop"] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.slider(key="pair.lo").value, at.slider(key="pair.hi").value) == (4, 7)
+    assert at.query_params["hi"] == "7"

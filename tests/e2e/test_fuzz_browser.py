@@ -84,7 +84,6 @@ def _fuzz_page(ctx, p: h.AppPage) -> int:
     return len(cases)
 
 
-@pytest.mark.slow  # out of the default run until Running statistics and Train vs inference pass it again (issue 19)
 def test_fuzz_every_page_with_malformed_urls(browser, app_pages, subtests):
     fuzzed = 0
     for p in app_pages:
