@@ -37,9 +37,14 @@ class SpecError(ValueError):
 SCOPES = ("all", "cli", "session")
 
 
-def param(default, help: str, *, lo=None, hi=None, choices=None, log=False, label=None, scope="all"):
-    """A spec field: default, help line, and the constraints validation enforces."""
-    meta = dict(help=help, lo=lo, hi=hi, choices=choices, log=log, label=label, scope=scope)
+def param(
+    default, help: str, *, lo=None, hi=None, choices=None, choice_labels=None, log=False, label=None, scope="all"
+):
+    """A spec field: default, help line, and the constraints validation enforces. `choice_labels` names the
+    choices in the browser (the URL and the CLI keep the short values)."""
+    meta = dict(
+        help=help, lo=lo, hi=hi, choices=choices, choice_labels=choice_labels, log=log, label=label, scope=scope
+    )
     return field(default=default, metadata=meta)
 
 

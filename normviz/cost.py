@@ -337,32 +337,29 @@ def estimate(spec: Spec) -> float:
 
 
 # --- the browser's cap ------------------------------------------------------------------------------------
-# presets written for these
-PAGE_SPECS = {"inference": "TrainVsInferenceSpec", "alternatives": "AlternativesSpec", "why_bn": "WhyBNSpec"}
-
-
 def shipped_specs() -> list[Spec]:
-    """Every default and preset the app ships: each experiment's and each page's default (every view of a page
-    with views), every PRESETS entry and every tour stop."""
+    """Every default and preset the app ships: each experiment's and each view's default (every one of its
+    `view` choices, where it has them), every PRESETS entry and every tour stop."""
     import importlib
 
-    from normviz.experiments import MODULES, commands
+    from normviz import views
+    from normviz.experiments import MODULES
     from normviz.tour import TOUR
 
-    def page_spec(module):
-        short = module.__name__.rsplit(".", 1)[-1]
-        return getattr(module, PAGE_SPECS.get(short, ""), None) or module.COMMAND.spec_cls
-
-    specs = [c.spec_cls() for c in commands().values()]
-    for short in dict.fromkeys(MODULES + tuple(PAGE_SPECS)):
+    specs, of_views = [], {v.experiment for v in views.VIEWS}
+    for short in MODULES:  # the CLI's experiments; those not behind a view have presets of their own
         module = importlib.import_module(f"normviz.experiments.{short}")
-        cls = page_spec(module)
+        specs.append(module.COMMAND.spec_cls())
+        if short not in of_views:
+            specs += [preset.spec(module.COMMAND.spec_cls) for preset in getattr(module, "PRESETS", {}).values()]
+    for v in views.VIEWS:
+        cls = v.spec_cls
         specs.append(cls())
-        specs += [preset.spec(cls) for preset in getattr(module, "PRESETS", {}).values()]
-        specs += [cls(view=view) for view in cls.field_info().get("view", {}).get("choices") or ()]
+        specs += [preset.spec(cls) for preset in v.presets.values()]
+        specs += [cls(view=choice) for choice in cls.field_info().get("view", {}).get("choices") or ()]
     for section in TOUR:
-        module = importlib.import_module(f"normviz.experiments.{section.presets_module}")
-        specs += [module.PRESETS[stop.preset].spec(page_spec(module)) for stop in section.stops]
+        v = views.view(section.view)
+        specs += [v.presets[stop.preset].spec(v.spec_cls) for stop in section.stops]
     return list({s.key(): s for s in specs}.values())
 
 

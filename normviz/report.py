@@ -11,7 +11,6 @@ works without a network.
 from __future__ import annotations
 
 import html
-import importlib
 import re
 import sys
 import time
@@ -23,6 +22,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from tqdm import tqdm
 
+from normviz import views
 from normviz.config import Preset, Spec
 from normviz.figures.export import EXPORT_TEMPLATE
 from normviz.figures.style import FONT_SIZES, style
@@ -177,26 +177,21 @@ def _why_bn_parts(spec) -> list[Part]:
     return [Part(why_bn.VIEW_RUNS[spec.view], spec.sub(), draw[spec.view])]
 
 
-def _page_sources() -> dict[str, tuple[dict, type, Callable[[Spec], list[Part]]]]:
-    """Experiment module of each tour section -> (presets, the page's spec class, parts)."""
-    mod = lambda name: importlib.import_module(f"normviz.experiments.{name}")  # noqa: E731
-    act, sweep, rs, bh = mod("activations"), mod("init_sweep"), mod("running_stats"), mod("by_hand")
-    inference, alt = mod("inference"), mod("alternatives")
-    return {
-        "activations": (act.PRESETS, act.ActivationsSpec, _activations_parts),
-        "init_sweep": (sweep.PRESETS, sweep.InitSweepSpec, _init_sweep_parts),
-        "by_hand": (bh.PRESETS, bh.ByHandSpec, _by_hand_parts),
-        "running_stats": (rs.PRESETS, rs.MomentumSpec, _running_stats_parts),
-        "inference": (inference.PRESETS, inference.TrainVsInferenceSpec, _train_vs_inference_parts),
-        "alternatives": (alt.PRESETS, alt.AlternativesSpec, _alternatives_parts),
-        "why_bn": (mod("why_bn").PRESETS, mod("why_bn").WhyBNSpec, _why_bn_parts),
-    }
+# each view's runs and the figures drawn from them: the same runs as its page
+PARTS: dict[str, Callable[[Spec], list[Part]]] = {
+    "activations": _activations_parts,
+    "init_sweep": _init_sweep_parts,
+    "by_hand": _by_hand_parts,
+    "running_stats": _running_stats_parts,
+    "train_vs_inference": _train_vs_inference_parts,
+    "alternatives": _alternatives_parts,
+    "why_bn": _why_bn_parts,
+}
 
 
 def pages() -> list[ReportPage]:
-    """The pages with presets, in the tour's order."""
-    sources = _page_sources()
-    return [ReportPage(s.title, *sources[s.presets_module]) for s in TOUR if s.presets_module in sources]
+    """The views of the tour, in its order."""
+    return [ReportPage(s.title, views.view(s.view).presets, views.view(s.view).spec_cls, PARTS[s.view]) for s in TOUR]
 
 
 def lessons(names: list[str] | None = None) -> list[Lesson]:

@@ -1,8 +1,5 @@
-"""Running experiments for many browser sessions: throttled progress and a shared result store.
-
-A finished result is cached by its Spec key, so every session that asks for the same settings gets
-it at once, and a run in progress is shared: the first session trains, the others follow its
-progress. Models and optimizers live inside the run's generator and are never shared.
+"""What every run shares: the throttle on its partial results, and the memory store of finished results
+(by Spec key; normviz.service puts and reads them, and shares the runs in progress).
 """
 
 from __future__ import annotations
@@ -11,7 +8,7 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -43,14 +40,6 @@ class Throttle:
         return False
 
 
-class _Live:
-    def __init__(self):
-        self.latest = None
-        self.version = 0
-        self.followers = 0  # sessions waiting on this run (changed under the store's lock)
-        self.finished = threading.Event()
-
-
 def result_bytes(obj) -> int:
     """About how many bytes a result holds: its numpy arrays (in dataclass fields, dicts, lists, tuples)."""
     if isinstance(obj, np.ndarray):
@@ -65,14 +54,13 @@ def result_bytes(obj) -> int:
 
 
 class RunStore:
-    """Finished results by key, bounded in bytes (least recently used dropped first), and runs in progress."""
+    """Finished results by key, bounded in bytes (least recently used dropped first)."""
 
     def __init__(self, max_bytes: int = 512 * 2**20):  # the 27 warmed defaults and presets take about 40 MB
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._done: OrderedDict[str, object] = OrderedDict()
         self._sizes: dict[str, int] = {}
-        self._live: dict[str, _Live] = {}
 
     def _keep(self, key: str, result) -> None:
         """Store under the lock; a result larger than the whole bound is not kept."""
@@ -96,68 +84,11 @@ class RunStore:
         with self._lock:
             self._keep(key, result)
 
-    def stream(self, key: str, start: Callable[[], Iterator[R]], poll: float = 0.2) -> Iterator[R]:
-        """Partial results, ending with the final one. The consumer may stop at any yield: an owner
-        that stops abandons its run (a follower then takes it over) and nothing keeps training."""
-        while True:
-            with self._lock:
-                if key in self._done:
-                    self._done.move_to_end(key)
-                    final = self._done[key]
-                    live, owner = None, False
-                elif key in self._live:
-                    live, owner = self._live[key], False
-                else:
-                    live, owner = self._live.setdefault(key, _Live()), True
-            if live is None:
-                yield final
-                return
-            if owner:
-                yield from self._own(key, live, start)
-                return
-            seen = 0
-            with self._lock:
-                live.followers += 1
-            try:
-                while not live.finished.wait(poll):
-                    if live.version != seen and live.latest is not None:
-                        seen = live.version
-                        yield live.latest
-            finally:
-                with self._lock:
-                    live.followers -= 1
-            # the owner finished (the result is in _done) or gave up (we take over): go round again
-
-    def _own(self, key: str, live: _Live, start: Callable[[], Iterator[R]]) -> Iterator[R]:
-        completed = False
-        try:
-            for partial in start():
-                live.latest, live.version = partial, live.version + 1
-                yield partial
-            completed = True
-        finally:
-            with self._lock:
-                self._live.pop(key, None)
-                if completed and live.latest is not None:
-                    self._keep(key, live.latest)
-            live.finished.set()
-
-    def followed(self, key: str) -> bool:
-        """Whether a session is waiting on the run in progress for `key` (a background owner then yields it)."""
-        with self._lock:
-            live = self._live.get(key)
-            return live is not None and live.followers > 0
-
     def clear(self) -> None:
         """Forget the finished results (benchmarks measure uncached runs this way)."""
         with self._lock:
             self._done.clear()
             self._sizes.clear()
-
-    def running(self) -> int:
-        """How many runs are training now (for tests and the load benchmark)."""
-        with self._lock:
-            return len(self._live)
 
 
 STORE = RunStore()

@@ -35,7 +35,7 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from normviz import data, persist, runtime
+from normviz import cost, data, persist, runtime
 from normviz.config import SpecError
 from normviz.data import DataError
 from normviz.runs import RunStore
@@ -330,10 +330,8 @@ class RunService:
 
     def _estimate(self, spec, run: Callable) -> float:
         try:
-            from normviz import cost
-
             return float(cost.estimate(spec))
-        except Exception:  # noqa: BLE001 (no cost module yet, or a spec without a work model: the queue notice guesses)
+        except TypeError:  # a spec without a work model (a test's): the last run of its kind says, or a guess
             return self._durations.get(_kind(run), DEFAULT_SECONDS)
 
     def _follow(self, entry: _Run, follower: str | None, priority: int) -> None:

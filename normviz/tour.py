@@ -1,7 +1,7 @@
 """The guided tour: a 20-minute BatchNorm lecture as an ordered list of views and their presets.
 
-The home page shows it, the offline report follows its order, and a test checks that every preset
-named here exists on its page.
+The home page shows it, the offline report follows its order, and a test checks that every view and
+preset named here exists.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ class Stop:
 @dataclass(frozen=True)
 class Section:
     title: str
-    page: str  # the page file, for st.page_link
-    presets_module: str  # normviz.experiments.<module> holding the page's PRESETS
+    view: str  # a name of normviz.views: the page and its PRESETS
     minutes: int
     teaches: str  # what the view teaches, two or three lines
     stops: tuple[Stop, ...]
@@ -28,7 +27,6 @@ class Section:
 TOUR = (
     Section(
         "Why normalise: activations layer by layer",
-        "pages/activations.py",
         "activations",
         6,
         "Two 5-layer MLPs start from the same weights and see the same batches; only one has BatchNorm. "
@@ -48,7 +46,6 @@ TOUR = (
     ),
     Section(
         "BN makes the init scale matter less",
-        "pages/init_sweep.py",
         "init_sweep",
         2,
         "The experiment of Deep Learning from Scratch (ch. 6): 16 init scales, each trained with and without "
@@ -61,7 +58,6 @@ TOUR = (
     ),
     Section(
         "The equations with live numbers",
-        "pages/by_hand.py",
         "by_hand",
         3,
         "One BatchNorm1d training step on a small batch, written out: batch mean and variance, x̂, γx̂+β and "
@@ -73,7 +69,6 @@ TOUR = (
     ),
     Section(
         "Running statistics: what eval mode uses",
-        "pages/running_stats.py",
         "running_stats",
         4,
         "Eval mode normalises with running averages of the batch statistics. Several momenta are tracked in "
@@ -91,8 +86,7 @@ TOUR = (
     ),
     Section(
         "Train mode vs eval mode in production",
-        "pages/train_vs_inference.py",
-        "inference",
+        "train_vs_inference",
         3,
         "A BN network that works in the lab can fail in production, where inputs come one at a time; and "
         "small training batches hurt BN.",
@@ -107,7 +101,6 @@ TOUR = (
     ),
     Section(
         "Alternatives that do not use the batch",
-        "pages/alternatives.py",
         "alternatives",
         2,
         "LayerNorm, InstanceNorm and GroupNorm normalise within one sample, so the batch size does not matter. "
@@ -119,7 +112,6 @@ TOUR = (
     ),
     Section(
         "Why BN helps: the evidence",
-        "pages/why_bn.py",
         "why_bn",
         5,
         'The answer of the paper that introduced BN (Ioffe & Szegedy), "it reduces internal covariate shift", '
@@ -139,3 +131,10 @@ TOUR = (
 
 def stops() -> list[tuple[Section, Stop]]:
     return [(section, stop) for section in TOUR for stop in section.stops]
+
+
+def next_stop(view: str, preset: str) -> tuple[Section, Stop] | None:
+    """The stop after the one showing `preset` on `view`; None at the end or off the tour."""
+    every = stops()
+    here = [i for i, (section, stop) in enumerate(every) if (section.view, stop.preset) == (view, preset)]
+    return every[here[0] + 1] if here and here[0] + 1 < len(every) else None

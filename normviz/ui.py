@@ -29,12 +29,14 @@ from normviz.figures.style import FONT_SIZES
 from normviz.service import QueueFull, default_service
 
 PRESET_PARAM = "preset"
+PRESENT_PARAM = "present"  # present=1 in a link turns presenter mode on, present=0 off
 CUSTOM = "(custom settings)"
 LIVE_FRAME_S = 0.25  # a live run's fragment timer: about 4 frames a second reach the browser
 MAX_FRAME_S = 2.0  # the longest timer a slow frame can set
 _FAILED = "ui.failed"  # session state: spec key -> why its run failed, shown with Retry until clicked
 _HANDLES = "ui.handles"  # session state: show_run's label -> the handle of the run it follows
 _INTERVALS = "ui.frame_intervals"  # session state: show_run's label -> its live fragment's timer (seconds)
+_PRESENT = "ui.present"  # session state: presenter mode (a plain key, not a widget's: it outlives page changes)
 _local = threading.local()  # during a live frame: live=True and the charts to draw at its end
 
 
@@ -81,7 +83,8 @@ def _widget(spec_cls, page: str, name: str, info: dict, container):
         picked = container.multiselect(label, choices, key=key, help=help_)
         return tuple(c for c in choices if c in picked)
     if choices:
-        return container.selectbox(label, choices, key=key, help=help_)
+        names = info.get("choice_labels") or {}
+        return container.selectbox(label, choices, key=key, help=help_, format_func=lambda c: names.get(c, str(c)))
     if kind is int and info.get("log"):  # powers of two, e.g. batch sizes
         grid = sorted(
             {2**i for i in range(int(math.log2(info["hi"])) + 1) if 2**i >= info["lo"]} | {st.session_state[key]}
@@ -130,7 +133,7 @@ def spec_controls(
     missing = [n for n in names if f"{page}.{n}" not in st.session_state]
     first = len(missing) == len(names) or PRESET_PARAM in st.query_params
     if missing or first:
-        params = {k: st.query_params.get_all(k) for k in st.query_params}
+        params = {k: st.query_params.get_all(k) for k in st.query_params if k != PRESENT_PARAM}
         warnings, start = [], spec_cls()
         wanted = params.pop(PRESET_PARAM, [CUSTOM])[-1]
         if wanted in presets:
@@ -187,16 +190,67 @@ def spec_controls(
             st.error(f"These settings cannot run: {exc}")
         st.stop()
     chosen = st.session_state.get(preset_key, CUSTOM)
-    if chosen in presets:
-        if spec == presets[chosen].spec(spec_cls):
-            st.info(f"**{chosen}.** {presets[chosen].notice}", icon=":material/school:")
-        else:
-            st.caption(f"Settings changed since the preset “{chosen}”.")
+    # the notice shows whenever the settings are a preset's (also when they come back to it, or from a link)
+    matching = [n for n in ([chosen] if chosen in presets else []) + list(presets) if spec == presets[n].spec(spec_cls)]
+    if matching:
+        st.info(f"**{matching[0]}.** {presets[matching[0]].notice}", icon=":material/school:")
+        _next_lesson(page, matching[0])
+    elif chosen in presets:
+        st.caption(f"Settings changed since the preset “{chosen}”.")
     query = spec.to_query()
-    if {k: st.query_params.get(k) for k in st.query_params} != query:
-        st.query_params.from_dict(query)
-    _link(container, query)
+    written = query | ({PRESENT_PARAM: "1"} if presenting() else {})
+    if {k: st.query_params.get(k) for k in st.query_params} != written:
+        st.query_params.from_dict(written)
+    _link(container, query)  # the link for students: without presenter mode
     return spec
+
+
+def _next_lesson(view: str, preset: str) -> None:
+    """In presenter mode, on a stop of the guided tour: a button to the tour's next stop."""
+    from normviz import tour, views
+
+    following = tour.next_stop(view, preset) if presenting() else None
+    if following is not None:
+        section, stop = following
+        st.page_link(
+            views.view(section.view).page,
+            label=f"Next lesson: {stop.preset} ›",
+            icon=":material/skip_next:",
+            query_params={PRESET_PARAM: stop.preset, PRESENT_PARAM: "1"},
+        )
+
+
+def presenter_mode() -> bool:
+    """Presenter mode, for a projector: chart fonts large enough for the back of a lecture hall, the sidebar
+    collapsed when a page opens, and a "Next lesson" button on the tour's stops. A link with present=1 turns it
+    on (present=0 off); the session keeps it across pages and every URL the app writes carries it. Draws the
+    sidebar switch; call once per run, before the page (app.py)."""
+    state, value = st.session_state, st.query_params.get(PRESENT_PARAM)
+    if value in ("1", "0"):
+        state[_PRESENT] = value == "1"
+    elif value is not None:
+        st.warning(f"URL parameter `present` must be 1 or 0, got {quote(value)}; ignored.", icon=":material/warning:")
+        del st.query_params[PRESENT_PARAM]
+    state.setdefault(_PRESENT, False)
+    state["ui.present-switch"] = state[_PRESENT]
+
+    def switch():
+        state[_PRESENT] = state["ui.present-switch"]
+        if PRESENT_PARAM in st.query_params or state[_PRESENT]:
+            st.query_params[PRESENT_PARAM] = "1" if state[_PRESENT] else "0"
+
+    st.sidebar.toggle(
+        "Presenter mode (projector)",
+        key="ui.present-switch",
+        on_change=switch,
+        help="Large chart fonts and a Next lesson button on the tour's stops; kept across pages. "
+        "A link with present=1 opens in it.",
+    )
+    return state[_PRESENT]
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(_PRESENT, False))
 
 
 def _data_file_select(key: str, label: str, help_: str, container) -> str:
@@ -254,12 +308,11 @@ def data_upload(page: str, container=None) -> str | None:
 
 
 def settingless_page() -> None:
-    """A page without settings (home): each URL parameter is named in a warning, and the URL is cleared."""
-    keys = list(st.query_params)
+    """A page without settings (home): each URL parameter is named in a warning and dropped (but `present`)."""
+    keys = [k for k in st.query_params if k != PRESENT_PARAM]
     for key in keys:
         st.warning(unknown_parameter(key, ": this page has no settings"), icon=":material/warning:")
-    if keys:
-        st.query_params.clear()
+        del st.query_params[key]
 
 
 def _link(container, query: dict):
@@ -276,9 +329,8 @@ def reproduce(code: str):
 
 
 def font_size() -> int:
-    """Chart font size: a sidebar toggle makes every chart projector-sized."""
-    large = st.sidebar.toggle("Large chart fonts (projector)", key="large_fonts")
-    return FONT_SIZES["large" if large else "normal"]
+    """Chart font size: projector-sized in presenter mode."""
+    return FONT_SIZES["large" if presenting() else "normal"]
 
 
 def chart(fig: go.Figure, name: str):
@@ -318,15 +370,19 @@ def chart(fig: go.Figure, name: str):
     )
 
 
+def table_csv(table, index: bool = False) -> str:
+    """A results table as CSV, six significant digits (float32's 0.1 is 0.1, not 0.10000000149)."""
+    return pd.DataFrame(table).to_csv(index=index, float_format="%.6g")
+
+
 def table_download(table, name: str, index: bool = False):
     """A CSV download of a results table (a DataFrame or rows of dicts; made when clicked); nothing during
     live frames."""
     if getattr(_local, "live", False):
         return
-    to_csv = lambda: pd.DataFrame(table).to_csv(index=index)
     st.download_button(
         "CSV",
-        to_csv,
+        functools.partial(table_csv, table, index),
         file_name=f"{name}.csv",
         mime="text/csv",
         key=f"{name}.csv",

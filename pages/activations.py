@@ -7,12 +7,12 @@ from normviz.figures import activations as figs
 ui.enter_through_app()
 st.title("Activations with and without BatchNorm")
 st.caption("Two MLPs start from identical weights and train on the same batches; only one has BatchNorm.")
-spec = ui.spec_controls(ActivationsSpec, "act", presets=PRESETS)
+spec = ui.spec_controls(ActivationsSpec, "activations", presets=PRESETS)
 font = ui.font_size()
 quantity = st.segmented_control(
     "Histogram of",
     list(figs.QUANTITY_TITLES),
-    key="act.quantity",
+    key="activations.quantity",
     default="act",
     format_func=lambda q: figs.QUANTITY_TITLES[q].split(" (")[0],
 )

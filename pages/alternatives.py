@@ -8,7 +8,9 @@ from normviz.layers import NORM_LABELS
 
 ui.enter_through_app()
 st.title("Alternatives to BatchNorm")
-spec = ui.spec_controls(alt.AlternativesSpec, "alt", fields=alt.AlternativesSpec.sidebar(), presets=alt.PRESETS)
+spec = ui.spec_controls(
+    alt.AlternativesSpec, "alternatives", fields=alt.AlternativesSpec.sidebar(), presets=alt.PRESETS
+)
 font = ui.font_size()
 view = spec.view
 st.header(alt.VIEW_TITLES[view], divider="gray")
@@ -33,7 +35,7 @@ def render(r, final: bool):
                 alt.AXES_KINDS,
                 default="group",
                 format_func=NORM_LABELS.get,
-                key="alt.tensor_norm",
+                key="alternatives.tensor_norm",
             )
             or "group"
         )

@@ -7,7 +7,7 @@ from normviz.config import SpecError
 from normviz.experiments import by_hand as bh
 from normviz.runs import final
 
-PAGE = "byhand"
+PAGE = "by_hand"
 FIELDS = [
     "convention",
     "momentum",

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from normviz import ui
+from normviz import ui, views
 from normviz.tour import TOUR
 
 ui.enter_through_app()
@@ -19,13 +19,17 @@ for number, section in enumerate(TOUR, 1):
     for stop in section.stops:
         link, ask = st.columns([2, 3], vertical_alignment="center")
         link.page_link(
-            section.page, label=stop.preset, icon=":material/play_circle:", query_params={"preset": stop.preset}
+            views.view(section.view).page,
+            label=stop.preset,
+            icon=":material/play_circle:",
+            query_params={"preset": stop.preset},
         )
         ask.caption(stop.ask)
 
 with st.expander("Before class"):
     st.markdown(
-        "- Turn on **Large chart fonts (projector)** in the sidebar of any view.\n"
+        "- Turn on **Presenter mode** at the top of the sidebar (or open a link with `present=1`): large chart "
+        "fonts on every page, and a **Next lesson** button that follows this tour.\n"
         "- Open this page once a minute or two before class: the server then trains every lesson below in the "
         "background, and finished runs are kept for everyone, so in class each lesson appears at once.\n"
         "- Under every chart, **HTML** and **PNG** download it for slides; each view has a **Reproduce in "

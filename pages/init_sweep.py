@@ -6,7 +6,7 @@ from normviz.figures import activations as figs
 
 ui.enter_through_app()
 st.title("The init-scale sweep (Deep Learning from Scratch, ch. 6)")
-spec = ui.spec_controls(InitSweepSpec, "sweep", presets=PRESETS)
+spec = ui.spec_controls(InitSweepSpec, "init_sweep", presets=PRESETS)
 st.caption(describe(spec))
 font = ui.font_size()
 

@@ -12,11 +12,17 @@ st.caption(
     "keeps one set of running buffers per momentum (plus the cumulative average) on the same batches."
 )
 state = st.session_state
-last_text, last_convention = state.get("rs.last", (None, None))
-if last_convention and state.get("rs.convention") != last_convention and state.get("rs.momenta") == last_text:
-    state["rs.momenta"] = rs.translated_text(last_text)  # a convention switch keeps the same physical momenta
-spec = ui.spec_controls(rs.MomentumSpec, "rs", fields=rs.PAGE_FIELDS, presets=rs.PRESETS)
-state["rs.last"] = (state.get("rs.momenta"), spec.convention)
+last_text, last_convention = state.get("running_stats.last", (None, None))
+if (
+    last_convention
+    and state.get("running_stats.convention") != last_convention
+    and state.get("running_stats.momenta") == last_text
+):
+    state["running_stats.momenta"] = rs.translated_text(
+        last_text
+    )  # a convention switch keeps the same physical momenta
+spec = ui.spec_controls(rs.MomentumSpec, "running_stats", fields=rs.PAGE_FIELDS, presets=rs.PRESETS)
+state["running_stats.last"] = (state.get("running_stats.momenta"), spec.convention)
 font = ui.font_size()
 
 labels, channels = spec.row_labels(), min(spec.width, rs.TRACE_CHANNELS)
@@ -26,20 +32,24 @@ shown = c1.multiselect(
     range(len(labels)),
     default=list(range(len(labels))),
     format_func=labels.__getitem__,
-    key=f"rs.shown.{'|'.join(labels)}",
+    key=f"running_stats.shown.{'|'.join(labels)}",
 )
 layer = c2.selectbox(
     "Layer (A)",
     range(spec.depth),
     format_func=lambda i: f"layer {i + 1}",
     index=min(1, spec.depth - 1),
-    key=f"rs.layer{spec.depth}",
+    key=f"running_stats.layer{spec.depth}",
 )  # layer 1's input mean is 0
 channel = c3.selectbox(
-    "Channel (A)", range(channels), format_func=lambda i: f"channel {i + 1}", key=f"rs.channel{channels}"
+    "Channel (A)", range(channels), format_func=lambda i: f"channel {i + 1}", key=f"running_stats.channel{channels}"
 )
 population = c4.radio(
-    "Population (B)", list(rs.POPULATIONS), format_func=figs.POPULATION_NAMES.get, key="rs.population", horizontal=True
+    "Population (B)",
+    list(rs.POPULATIONS),
+    format_func=figs.POPULATION_NAMES.get,
+    key="running_stats.population",
+    horizontal=True,
 )
 
 

@@ -14,7 +14,7 @@ st.caption(
 )
 spec = ui.spec_controls(
     TrainVsInferenceSpec,
-    "tvi",
+    "train_vs_inference",
     presets=PRESETS,
     fields=[
         "batch_size",

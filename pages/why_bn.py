@@ -6,7 +6,7 @@ from normviz.figures import why_bn as figs
 
 ui.enter_through_app()
 st.title("Why BatchNorm helps")
-spec = ui.spec_controls(why.WhyBNSpec, "why", fields=why.WhyBNSpec.sidebar(), presets=why.PRESETS)
+spec = ui.spec_controls(why.WhyBNSpec, "why_bn", fields=why.WhyBNSpec.sidebar(), presets=why.PRESETS)
 font = ui.font_size()
 view = spec.view
 st.header(why.VIEW_TITLES[view], divider="gray")
@@ -17,7 +17,9 @@ st.caption(
 )
 if view == "noisy":
     layer = (
-        st.slider("Hidden layer shown", 1, spec.depth, figs.default_layer(spec.depth) + 1, key=f"why.layer{spec.depth}")
+        st.slider(
+            "Hidden layer shown", 1, spec.depth, figs.default_layer(spec.depth) + 1, key=f"why_bn.layer{spec.depth}"
+        )
         - 1
     )
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import normviz.experiments
+from normviz import views
 from normviz.tour import TOUR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,11 +212,12 @@ def texts() -> list[tuple[str, str, str, str, set[float]]]:
                 text = " ".join(text) if isinstance(text, list) else text
                 out.append((name, const if key is None else f"{const}:{key}", kind, text, set()))
     for section in TOUR:
-        module = modules[section.presets_module]
-        out.append((section.presets_module, f"tour-section:{section.title}", "prose", section.teaches, set()))
+        name = views.view(section.view).experiment
+        module = modules[name]
+        out.append((name, f"tour-section:{section.title}", "prose", section.teaches, set()))
         for stop in section.stops:
             changes = module.PRESETS[stop.preset].changes
-            out.append((section.presets_module, f"tour:{stop.preset}", "prose", stop.ask, _settings(module, changes)))
+            out.append((name, f"tour:{stop.preset}", "prose", stop.ask, _settings(module, changes)))
     return out
 
 
@@ -244,7 +246,7 @@ TEXTS = texts()
 def test_the_walk_finds_every_preset_and_tour_stop():
     keys = {(m, k) for m, k, *_ in TEXTS}
     for section in TOUR:
-        assert (section.presets_module, f"tour:{section.stops[0].preset}") in keys
+        assert (views.view(section.view).experiment, f"tour:{section.stops[0].preset}") in keys
     modules = _modules()
     presets = sum(len(getattr(m, "PRESETS", {})) for m in modules.values())
     assert presets >= 20 and sum(not k.startswith(("tour", *TEXT_NAMES)) for _, k in keys) == presets

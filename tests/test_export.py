@@ -52,3 +52,12 @@ def test_downloads_only_on_the_final_draw():
     keys = sorted(b.key for b in at.get("download_button"))
     assert keys == ["final.html", "final.png", "table.csv"]
     assert len(at.get("plotly_chart")) == 2
+
+
+def test_a_table_downloads_as_csv_with_six_significant_digits():
+    import numpy as np
+
+    from normviz.ui import table_csv
+
+    rows = [{"norm": "BN", "accuracy": float(np.float32(0.1)), "loss": 2 / 3, "step": 150}]  # as .tolist() gives it
+    assert table_csv(rows).splitlines() == ["norm,accuracy,loss,step", "BN,0.1,0.666667,150"]

@@ -19,7 +19,7 @@ def test_home_links_every_tour_stop_to_its_page_and_preset():
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     links = [(link.proto.page, parse_qs(link.proto.query_string)) for link in at.get("page_link")]
-    wanted = [(Path(s.page).stem, {"preset": [stop.preset]}) for s in TOUR for stop in s.stops]
+    wanted = [(s.view, {"preset": [stop.preset]}) for s in TOUR for stop in s.stops]
     assert [(page.replace("-", "_"), q) for page, q in links] == wanted
     assert sum(s.minutes for s in TOUR) <= 25  # a 20-minute lecture, give or take
 
@@ -39,9 +39,12 @@ def test_a_preset_link_applies_its_preset_on_every_visit():
     for name in names:  # the second link must win although the page has run before in this session
         _open(at, name)
         assert not at.exception
-        assert at.session_state["act.preset"] == name
+        assert at.session_state["activations.preset"] == name
         spec = act.PRESETS[name].spec(act.ActivationsSpec)
-        assert (at.session_state["act.activation"], at.session_state["act.init"]) == (spec.activation, spec.init)
+        assert (at.session_state["activations.activation"], at.session_state["activations.init"]) == (
+            spec.activation,
+            spec.init,
+        )
         assert any(act.PRESETS[name].notice[:40] in box.value for box in at.info)
         assert "preset" not in at.query_params  # applied once; the URL now carries the settings
 

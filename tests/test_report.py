@@ -1,12 +1,11 @@
 """`python -m normviz report`: one self-contained HTML file with every chosen lesson's figures."""
 
-import importlib
 import re
 
 import pytest
 import torch
 
-from normviz import cli, report
+from normviz import cli, report, views
 from normviz.experiments import activations
 from normviz.tour import TOUR
 
@@ -41,11 +40,10 @@ def test_unknown_preset_exits_2(tmp_path, capsys):
     assert not (tmp_path / "x.html").exists()
 
 
-def test_every_tour_stop_is_a_preset_of_its_page():
+def test_every_tour_stop_is_a_preset_of_its_view():
     for section in TOUR:
-        presets = importlib.import_module(f"normviz.experiments.{section.presets_module}").PRESETS
-        missing = [s.preset for s in section.stops if s.preset not in presets]
-        assert not missing, f"{section.page}: {missing}"
+        missing = [s.preset for s in section.stops if s.preset not in views.view(section.view).presets]
+        assert not missing, f"{section.view}: {missing}"
 
 
 def test_lessons_follow_the_tour_and_include_every_preset():

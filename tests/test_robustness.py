@@ -6,7 +6,6 @@ import importlib
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import pytest
@@ -202,27 +201,6 @@ def test_spec_base_rejects_non_finite_and_huge_values():
         Spec.parse_field("seed", "nan")
     with pytest.raises(ValueError):
         Spec.parse_field("seed", "9" * 300)
-
-
-# --- runs: an abandoned stream stops (tests/test_live_runs.py: the pages follow runs live) ----------------
-def test_an_abandoned_run_stops_training():
-    """A closed tab stops consuming the stream: the run's generator is closed and nothing stays live."""
-    from normviz.runs import RunStore
-
-    store, closed = RunStore(), []
-
-    def run():
-        try:
-            for i in range(1000):
-                yield SimpleNamespace(done=False, progress=i / 1000)
-        finally:
-            closed.append(True)
-
-    stream = store.stream("k", run)
-    next(stream), next(stream)
-    assert store.running() == 1
-    stream.close()
-    assert closed == [True] and store.running() == 0 and store.get("k") is None
 
 
 # --- the page layer: URL values that fit the defaults but not the preset named in the same URL ------

@@ -388,11 +388,11 @@ def test_page_display_widgets_never_retrain_and_a_convention_switch_keeps_the_mo
     run_to_final(at.switch_page("pages/running_stats.py"))
     assert not at.exception and len(at.get("plotly_chart")) == 4 and len(calls) == 1
     at.multiselect[0].set_value([0, 2]).run()
-    at.selectbox(key="rs.layer2").set_value(0).run()
-    at.selectbox(key="rs.channel16").set_value(5).run()
-    at.radio(key="rs.population").set_value("eval").run()
+    at.selectbox(key="running_stats.layer2").set_value(0).run()
+    at.selectbox(key="running_stats.channel16").set_value(5).run()
+    at.radio(key="running_stats.population").set_value("eval").run()
     assert not at.exception and len(calls) == 1  # display choices only redraw
-    at.sidebar.selectbox(key="rs.convention").set_value("keras")
+    at.sidebar.selectbox(key="running_stats.convention").set_value("keras")
     run_to_final(at)
-    assert at.sidebar.text_input(key="rs.momenta").value == "0.999,0.99,0.9,0.5"
+    assert at.sidebar.text_input(key="running_stats.momenta").value == "0.999,0.99,0.9,0.5"
     assert calls[-1].pytorch_momenta == calls[0].pytorch_momenta and calls[-1].convention == "keras"

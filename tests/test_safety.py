@@ -101,7 +101,7 @@ def test_page_messages_show_markup_as_code():
 
     at = AppTest.from_string(
         "from normviz import ui\nfrom normviz.experiments.activations import ActivationsSpec\n"
-        "ui.spec_controls(ActivationsSpec, 'act')\n",
+        "ui.spec_controls(ActivationsSpec, 'activations')\n",
         default_timeout=60,
     )
     at.query_params["![x](http://127.0.0.1:9/b.png)"] = "1"
@@ -333,7 +333,7 @@ def _upload_page() -> str:
     return (
         "import streamlit as st\nfrom normviz import ui\nfrom normviz.data import load_checked\n"
         "from normviz.experiments.activations import ActivationsSpec\n"
-        "spec = ui.spec_controls(ActivationsSpec, 'act')\n"
+        "spec = ui.spec_controls(ActivationsSpec, 'activations')\n"
         "st.text(f'{spec.dataset} {spec.upload} {load_checked(spec)!r}')\n"
     )
 
@@ -350,7 +350,7 @@ def test_an_upload_in_the_page_switches_to_it_and_stays_out_of_the_url(name, con
 
     at = AppTest.from_string(_upload_page(), default_timeout=60).run()
     assert not at.exception and "digits" in at.text[0].value
-    at.file_uploader(key="act.upload-file").set_value((name, content, mime)).run()
+    at.file_uploader(key="activations.upload-file").set_value((name, content, mime)).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.text[0].value.startswith("upload sha256:")
     assert re.search(r"Dataset\(upload: \d+ train, \d+ test, 3 features, 3 classes\)", at.text[0].value)
@@ -370,7 +370,7 @@ def test_a_bad_upload_in_the_page_gets_one_message(name, content, says):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_string(_upload_page(), default_timeout=60).run()
-    at.file_uploader(key="act.upload-file").set_value((name, content, "application/octet-stream")).run()
+    at.file_uploader(key="activations.upload-file").set_value((name, content, "application/octet-stream")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert [says in e.value for e in at.error] == [True], [e.value for e in at.error]
 
@@ -381,7 +381,7 @@ def test_a_url_naming_a_file_outside_the_data_folder_warns_and_uses_none(data_di
     for name in ("/etc/passwd", "/nonexistent"):
         at = AppTest.from_string(
             "from normviz import ui\nfrom normviz.experiments.activations import ActivationsSpec\n"
-            "ui.spec_controls(ActivationsSpec, 'act')\n",
+            "ui.spec_controls(ActivationsSpec, 'activations')\n",
             default_timeout=60,
         )
         at.query_params["dataset"], at.query_params["data_file"] = "mnist-file", name
@@ -389,7 +389,7 @@ def test_a_url_naming_a_file_outside_the_data_folder_warns_and_uses_none(data_di
         assert not at.exception
         assert [w.value for w in at.warning] == [f"{data.not_a_data_file(name)}; using none."]
         assert len(at.error) == 1 and "needs one file of the server's data folder" in at.error[0].value
-    assert at.selectbox(key="act.data_file").options == ["(none)", "idx", "mine.npz"]
+    assert at.selectbox(key="activations.data_file").options == ["(none)", "idx", "mine.npz"]
 
 
 # --- bounded telemetry ------------------------------------------------------------------------------------

@@ -4,8 +4,6 @@ These are the correctness parts of the benchmarks in bench/: a speed-up only cou
 models compute what K separate torch models compute.
 """
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -280,64 +278,13 @@ def test_probe_histograms_sum_to_one_and_grad_hist_after_a_step():
 # ---- run store ----
 
 
-def _counting_run(values, calls, gate=None):
-    def start():
-        calls.append(1)
-        for v in values:
-            if gate is not None:
-                gate.wait(5)
-                gate.clear()
-            yield v
-
-    return start
-
-
-def test_a_finished_result_is_shared_and_not_recomputed():
-    store, calls = RunStore(), []
-    assert final(store.stream("a", _counting_run([1, 2, 3], calls))) == 3
-    assert list(store.stream("a", _counting_run([9], calls))) == [3]
-    assert store.get("a") == 3 and len(calls) == 1 and store.running() == 0
-
-
-def test_a_follower_sees_the_owners_progress_and_result():
-    store, calls, got = RunStore(), [], []
-    owner = store.stream("k", _counting_run([1, 2, 3], calls))
-    assert next(owner) == 1
-    seen_one = threading.Event()
-
-    def follow():
-        for v in store.stream("k", _counting_run([99], calls), poll=0.01):
-            got.append(v)
-            if v == 1:
-                seen_one.set()
-
-    t = threading.Thread(target=follow)
-    t.start()
-    assert seen_one.wait(5)
-    assert store.running() == 1
-    assert list(owner) == [2, 3]
-    t.join(5)
-    assert got[0] == 1 and got[-1] == 3 and len(calls) == 1
-
-
-def test_an_abandoned_run_is_taken_over_by_a_follower():
-    store, calls, got = RunStore(), [], []
-    owner = store.stream("k", _counting_run([1, 2, 3], calls))
-    assert next(owner) == 1
-    t = threading.Thread(target=lambda: got.extend(store.stream("k", _counting_run([10, 20], calls), poll=0.01)))
-    t.start()
-    owner.close()  # the owner's page was closed mid-run
-    t.join(5)
-    assert got[-1] == 20 and len(calls) == 2 and store.get("k") == 20 and store.running() == 0
-
-
 def test_least_recently_used_results_are_dropped_first_when_the_bytes_exceed_the_bound():
     store = RunStore(max_bytes=2000)
     a, b, c = (np.full(200, i, np.float32) for i in range(3))  # 800 bytes each
     store.put("a", a)
     store.put("b", b)
     assert store.get("a") is a  # a is now the most recent
-    final(store.stream("c", _counting_run([c], [])))
+    store.put("c", c)
     assert store.get("b") is None and store.get("a") is a and store.get("c") is c
     store.put("huge", np.zeros(1000, np.float32))  # larger than the whole bound: not kept, nothing dropped
     assert store.get("huge") is None and store.get("a") is a

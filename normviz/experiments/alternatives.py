@@ -205,7 +205,11 @@ class AlternativesSpec(AxesSpec, norm_zoo.ZooSpec, norm_cost.CostSpec, sync_bn.S
     """Every setting of the Alternatives page; `view` picks the experiment, `sub()` gives its own spec."""
 
     view: str = param(
-        "axes", "what to show: " + "; ".join(f"{v}: {t}" for v, t in VIEW_TITLES.items()), choices=VIEWS, label="View"
+        "axes",
+        "what to show: " + "; ".join(f"{v}: {t}" for v, t in VIEW_TITLES.items()),
+        choices=VIEWS,
+        choice_labels=VIEW_TITLES,
+        label="View",
     )
 
     def sub(self):

@@ -53,6 +53,7 @@ class WhyBNSpec(
         "lr-range",
         "what to show: " + "; ".join(f"{v}: {t}" for v, t in VIEW_TITLES.items()),
         choices=VIEWS,
+        choice_labels=VIEW_TITLES,
         label="Experiment",
     )
 

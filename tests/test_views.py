@@ -1,0 +1,38 @@
+"""The view registry is the one list of pages: each view's page file, Spec class and presets exist, every page
+file is a view (or home), app.py's navigation and the tour name views through it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from normviz import views
+from normviz.config import Spec
+from normviz.tour import TOUR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("view", views.VIEWS, ids=lambda v: v.name)
+def test_a_view_has_its_page_spec_and_presets(view):
+    assert (ROOT / view.page).is_file()
+    assert issubclass(view.spec_cls, Spec)
+    for name, preset in view.presets.items():
+        assert isinstance(preset.spec(view.spec_cls), view.spec_cls), name
+
+
+def test_every_page_file_is_a_view_and_the_tour_names_only_views():
+    pages = {p.stem for p in (ROOT / "pages").glob("*.py")} - {"home"}
+    assert pages == set(views.BY_NAME)
+    assert {s.view for s in TOUR} <= set(views.BY_NAME)
+
+
+def test_app_builds_its_navigation_from_the_registry():
+    """app.py names no page of a view by hand (a page listed twice is a page that gets out of step)."""
+    strings = {n.value for n in ast.walk(ast.parse((ROOT / "app.py").read_text())) if isinstance(n, ast.Constant)}
+    assert not strings & ({v.page for v in views.VIEWS} | {v.title for v in views.VIEWS})
+
+
+def test_an_unknown_view_names_the_known_ones():
+    with pytest.raises(KeyError, match="activations"):
+        views.view("nope")
