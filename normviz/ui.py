@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -316,10 +318,58 @@ def settingless_page() -> None:
 
 
 def _link(container, query: dict):
-    base = st.context.url
+    base = public_url(st.context.url)
     if base:
         container.caption("Link to this view (copy button on the right):")
         container.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
+        with container.popover("QR code", icon=":material/qr_code_2:"):
+            st.image(qr_png(f"{base}?{urlencode(query)}"), caption="This view, for phones")
+
+
+def public_url(url: str | None) -> str | None:
+    """The page's URL as the class should open it: NORMVIZ_PUBLIC_URL (e.g. https://class.example.org, the
+    reverse proxy's address) in place of the scheme and host the teacher's browser used (often localhost)."""
+    public = os.environ.get("NORMVIZ_PUBLIC_URL", "").strip().rstrip("/")
+    if not url or not public:
+        return url
+    parts = urlsplit(public)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return url  # not an address: the home page's share box says so
+    return public + urlsplit(url).path
+
+
+def public_url_problem() -> str | None:
+    """What is wrong with NORMVIZ_PUBLIC_URL, or None."""
+    public = os.environ.get("NORMVIZ_PUBLIC_URL", "").strip()
+    parts = urlsplit(public)
+    if public and (parts.scheme not in ("http", "https") or not parts.netloc):
+        return f"NORMVIZ_PUBLIC_URL must be an http(s) address such as https://class.example.org, got {quote(public)}"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def qr_png(text: str) -> bytes:
+    """A QR code of `text` as PNG (segno, pure Python)."""
+    import segno
+
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(buffer, kind="png", scale=8, border=2)
+    return buffer.getvalue()
+
+
+def share(url: str | None, what: str = "this app") -> None:
+    """A link and its QR code, for a class to open on their own devices."""
+    base = public_url(url)
+    if not base:
+        return
+    link, code = st.columns([3, 1], vertical_alignment="center")
+    link.markdown(f"Students open {what} at:")
+    link.code(base, language=None, wrap_lines=True)
+    if problem := public_url_problem():
+        link.warning(problem, icon=":material/warning:")
+    elif not os.environ.get("NORMVIZ_PUBLIC_URL"):
+        link.caption("This is the address your browser used; set NORMVIZ_PUBLIC_URL to the one students can reach.")
+    code.image(qr_png(base), width=180)
 
 
 def reproduce(code: str):

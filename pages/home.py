@@ -12,6 +12,8 @@ st.markdown(
     "and in the page's URL, so a link reproduces exactly what you see."
 )
 
+with st.container(border=True):
+    ui.share(st.context.url, "this app")
 st.header(f"A {sum(s.minutes for s in TOUR)}-minute BatchNorm lecture", divider="gray")
 for number, section in enumerate(TOUR, 1):
     st.subheader(f"{number}. {section.title}  ·  {section.minutes} min")

@@ -31,6 +31,20 @@ def test_png_is_drawn_by_chromium_at_double_resolution():
     assert (width, height) == (2 * export.PNG_WIDTH, 2 * 300)
 
 
+@pytest.mark.skipif(export.chromium_path() is None, reason="PNG export needs Chromium")
+def test_png_of_an_animated_chart_is_a_still_without_play_button_or_slider():
+    import plotly.graph_objects as go
+
+    still = go.Figure(go.Bar(y=[3, 1, 2])).update_layout(height=300)
+    animated = go.Figure(still)
+    animated.frames = [go.Frame(data=[go.Bar(y=[1, 1, 1])], name="0")]
+    animated.update_layout(
+        updatemenus=[dict(type="buttons", buttons=[dict(label="Play", method="animate", args=[None])])],
+        sliders=[dict(steps=[dict(label="step 0", method="animate", args=[["0"]])], active=0)],
+    )
+    assert export.figure_png(animated) == export.figure_png(still)
+
+
 def _page():
     import plotly.graph_objects as go
 

@@ -53,6 +53,8 @@ def figure_png(fig: go.Figure, width: int = PNG_WIDTH, scale: float = PNG_SCALE)
     if path is None:
         raise RuntimeError("PNG export needs Chromium: install it or set BROWSER_PATH")
     fig = for_export(fig)
+    # a still: no play button, step slider nor frames (the figure's own data is the frame the page shows last)
+    fig.layout.updatemenus, fig.layout.sliders, fig.frames = (), (), ()
     opts = dict(format="png", width=width, height=fig.layout.height or DEFAULT_HEIGHT, scale=scale)
     with _kaleido_lock:
         # mathjax=False: kaleido would otherwise fetch MathJax from a CDN, and the app works offline

@@ -1,0 +1,46 @@
+"""Presenter mode in Chromium at a projector's 1280x720: opened by a link with present=1 on the home page, it
+survives the tour's links to other pages, its chart ticks are at least 20 px in Plotly's computed layout, and
+the Next lesson button follows the tour."""
+
+from __future__ import annotations
+
+import e2e_helpers as h
+import pytest
+
+from normviz import tour
+
+pytestmark = pytest.mark.browser
+
+PROJECTOR = {"width": 1280, "height": 720}
+TICK_SIZES = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+    .filter(g => g._fullLayout).map(g => g._fullLayout.xaxis.tickfont.size)"""
+
+
+def test_presenter_mode_follows_the_tour_with_projector_sized_charts(browser, app_server):
+    first, second = tour.stops()[:2]
+    ctx = browser.new_context(viewport=PROJECTOR)
+    try:
+        page = ctx.new_page()
+        h.goto_idle(page, app_server.base + "/?present=1")
+        assert h.problems(page) == [], h.problems(page)
+        page.get_by_role("link", name=first[1].preset).first.click()  # the tour's first lesson
+        page.wait_for_url(f"**/{first[0].view}?**", timeout=30_000)
+        h.wait_idle(page)
+        page.wait_for_function(f"({TICK_SIZES})().length > 0", timeout=h.LOAD_TIMEOUT_S * 1000)
+        assert h.query_of(page.url).get("present") == "1", page.url
+        sizes = page.evaluate(TICK_SIZES)
+        assert sizes and min(sizes) >= 20, sizes
+        h.save_shot(page, "presenter-first-lesson")
+        page.get_by_role("link", name=f"Next lesson: {second[1].preset} ›").click()
+        page.wait_for_function(
+            "p => new URLSearchParams(location.search).get('preset') === p || document.body.innerText.includes(p)",
+            arg=second[1].preset,
+            timeout=30_000,
+        )
+        h.wait_idle(page)
+        assert h.problems(page) == [], h.problems(page)
+        assert h.query_of(page.url).get("present") == "1", page.url
+        notices = page.locator('[data-testid="stAlert"]').all_inner_texts()
+        assert any(second[1].preset in n for n in notices), notices  # the next lesson's notice
+    finally:
+        ctx.close()
