@@ -255,6 +255,17 @@ def presenting() -> bool:
     return bool(st.session_state.get(_PRESENT, False))
 
 
+def set_controls(page: str, spec_cls, **values) -> None:
+    """Set some of a page's settings from a callback (e.g. an edited table): its widgets show the values on
+    the next run, and settings without a widget on the page change too."""
+    info, hidden = spec_cls.field_info(), st.session_state.setdefault(f"{page}.hidden", {})
+    for name, value in values.items():
+        if name in hidden:
+            hidden[name] = value
+        else:
+            st.session_state[f"{page}.{name}"] = _to_widget_value(info[name], value)
+
+
 def _data_file_select(key: str, label: str, help_: str, container) -> str:
     """A file of the server's data folder, by name: the folder's listing is the only choice there is."""
     files = data.data_files()

@@ -32,17 +32,11 @@ result = final(bh.run(spec))
 b, c = result.shape
 
 
-def apply(new):
-    """Write an edited spec into the sidebar's widgets (and the hidden seed); the rerun picks it up."""
-    for name in bh.TEXT_FIELDS:
-        st.session_state[f"{PAGE}.{name}"] = getattr(new, name)
-    st.session_state[f"{PAGE}.hidden"]["seed"] = new.seed
-
-
 def change(edit, *args):
     """A button/editor callback: apply an edit of the spec, or say why it cannot be applied."""
     try:
-        apply(edit(spec, *args))
+        new = edit(spec, *args)
+        ui.set_controls(PAGE, bh.ByHandSpec, seed=new.seed, **{n: getattr(new, n) for n in bh.TEXT_FIELDS})
     except SpecError as exc:
         st.toast(f"Not applied: {exc}", icon=":material/warning:")
 
