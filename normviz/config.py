@@ -174,6 +174,10 @@ class Spec:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    def project(self, spec_cls):
+        """The settings `spec_cls` has, as a `spec_cls`: one experiment of a page (its cache key ignores the rest)."""
+        return spec_cls(**{name: getattr(self, name) for name in spec_cls.field_info()})
+
     @classmethod
     def field_info(cls) -> dict[str, dict[str, Any]]:
         """Name -> {kind, item_kind, default, help, lo, hi, choices, log, label} for widgets and CLI."""
@@ -364,3 +368,29 @@ class TrainSpec(Spec):
         hi=1000,
         label="Record every k steps",
     )
+
+
+class ViewsSpec:
+    """A page's spec whose `view` field picks one of several experiments. The subclass sets VIEW_SPECS (view ->
+    that experiment's Spec class) and VIEW_FIELDS (view -> the settings its sidebar shows for it)."""
+
+    VIEW_SPECS: dict[str, type] = {}
+    VIEW_FIELDS: dict[str, list[str]] = {}
+
+    def sub(self):
+        """The spec of the current view."""
+        return self.project(self.VIEW_SPECS[self.view])
+
+    @classmethod
+    def used_labels(cls, view: str) -> str:
+        """The sidebar labels of the settings a view reads."""
+        info = cls.field_info()
+        return ", ".join(info[f].get("label") or f.replace("_", " ").capitalize() for f in cls.VIEW_FIELDS[view])
+
+    @classmethod
+    def sidebar(cls) -> list[str]:
+        """Widget order: the view first, then every field some view uses, then the seed."""
+        names = ["view"]
+        for fields in cls.VIEW_FIELDS.values():
+            names += [f for f in fields if f not in names]
+        return names + ["seed"]

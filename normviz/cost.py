@@ -269,7 +269,7 @@ def _page_parts(module: str, name: str):
 def _train_vs_inference(s) -> list[Spec]:
     from normviz.experiments import batch_size, inference
 
-    return [s.part(inference.InferenceSpec), s.part(batch_size.BatchSizeSpec)]
+    return [s.project(inference.InferenceSpec), s.project(batch_size.BatchSizeSpec)]
 
 
 @_page_parts("alternatives", "AlternativesSpec")

@@ -141,8 +141,8 @@ def _train_vs_inference_parts(spec) -> list[Part]:
         return [f.sweep(r, b, font)] + ([f.stream(r, font)] if r.done else [])
 
     return [
-        Part(inference.run, spec.part(inference.InferenceSpec), draw_inference),
-        Part(batch_size.run, spec.part(batch_size.BatchSizeSpec), draw_sweep),
+        Part(inference.run, spec.project(inference.InferenceSpec), draw_inference),
+        Part(batch_size.run, spec.project(batch_size.BatchSizeSpec), draw_sweep),
     ]
 
 

@@ -72,40 +72,53 @@ def _label(name: str, info: dict) -> str:
 
 
 def _widget(spec_cls, page: str, name: str, info: dict, container):
+    """The widget of one setting. Its value is also passed as the widget's own default: a browser that mounts
+    the widget after a later run's message (a busy machine) starts it from that default, and Streamlit's is
+    the minimum, which the browser would then send back as the user's choice."""
     key = f"{page}.{name}"
     label, help_ = _label(name, info), info["help"]
     kind, choices = info["kind"], info.get("choices")
+    current = st.session_state.get(key)
     if name == "data_file":
         return _data_file_select(key, label, help_, container)
     if name == "upload":
         return data_upload(page, container)
     if kind is bool:
-        return container.toggle(label, key=key, help=help_)
+        return container.toggle(label, bool(current), key=key, help=help_)
     if kind is tuple and choices:  # several of a fixed set: kept in the order of the choices
-        picked = container.multiselect(label, choices, key=key, help=help_)
+        picked = container.multiselect(label, choices, default=current, key=key, help=help_)
         return tuple(c for c in choices if c in picked)
     if choices:
         names = info.get("choice_labels") or {}
-        return container.selectbox(label, choices, key=key, help=help_, format_func=lambda c: names.get(c, str(c)))
-    if kind is int and info.get("log"):  # powers of two, e.g. batch sizes
-        grid = sorted(
-            {2**i for i in range(int(math.log2(info["hi"])) + 1) if 2**i >= info["lo"]} | {st.session_state[key]}
+        return container.selectbox(
+            label,
+            choices,
+            index=_index(choices, current),
+            key=key,
+            help=help_,
+            format_func=lambda c: names.get(c, str(c)),
         )
-        return container.select_slider(label, grid, key=key, help=help_)
+    if kind is int and info.get("log"):  # powers of two, e.g. batch sizes
+        grid = sorted({2**i for i in range(int(math.log2(info["hi"])) + 1) if 2**i >= info["lo"]} | {current})
+        return container.select_slider(label, grid, value=current, key=key, help=help_)
     if kind is float and info.get("log"):
-        grid = sorted(set(_nice_grid(info["lo"], info["hi"])) | {st.session_state[key]})
-        return container.select_slider(label, grid, key=key, help=help_, format_func=lambda v: f"{v:g}")
+        grid = sorted(set(_nice_grid(info["lo"], info["hi"])) | {current})
+        return container.select_slider(label, grid, value=current, key=key, help=help_, format_func=lambda v: f"{v:g}")
     if kind in (int, float) and info.get("lo") is not None and info.get("hi") is not None:
         step = 1 if kind is int else (info["hi"] - info["lo"]) / 100
-        return container.slider(label, info["lo"], info["hi"], key=key, help=help_, step=step)
+        return container.slider(label, info["lo"], info["hi"], current, key=key, help=help_, step=step)
     if kind is tuple:
-        text = container.text_input(label, key=key, help=help_ + " (comma-separated)")
+        text = container.text_input(label, current, key=key, help=help_ + " (comma-separated)")
         try:
             return spec_cls.parse_field(name, text)
         except SpecError as exc:
             container.error(str(exc))
             return info["default"]
-    return container.text_input(label, key=key, help=help_)
+    return container.text_input(label, current, key=key, help=help_)
+
+
+def _index(choices, value) -> int:
+    return list(choices).index(value) if value in choices else 0
 
 
 def _to_widget_value(info: dict, value):
@@ -276,6 +289,7 @@ def _data_file_select(key: str, label: str, help_: str, container) -> str:
     return container.selectbox(
         label,
         [""] + files,
+        index=_index([""] + files, st.session_state[key]),
         key=key,
         help=help_ if files else help_ + "; this server has none",
         format_func=lambda name: name or "(none)",

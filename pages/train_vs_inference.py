@@ -128,9 +128,9 @@ def render_sweep(r, final: bool):
         )
 
 
-ui.show_run(spec.part(InferenceSpec), inference.run, render_inference, label="Training the BN MLP and CNN")
+ui.show_run(spec.project(InferenceSpec), inference.run, render_inference, label="Training the BN MLP and CNN")
 ui.reproduce(inference.pytorch_snippet(spec))
-ui.show_run(spec.part(batch_size.BatchSizeSpec), batch_size.run, render_sweep, label="Sweeping batch sizes")
+ui.show_run(spec.project(batch_size.BatchSizeSpec), batch_size.run, render_sweep, label="Sweeping batch sizes")
 ui.reproduce(batch_size.pytorch_snippet(spec))
 with st.expander("Formulas"):
     st.latex(

@@ -198,7 +198,7 @@ def test_batched_accuracy_scores_every_sample_once():
 def test_preset_small_batches_bn_vs_groupnorm():
     spec = PRESETS["small batches: BN vs GroupNorm"].spec(TrainVsInferenceSpec)
     assert spec.batch_size == 2 and spec.norms == ("batch", "group")
-    r = final(run(spec.part(BatchSizeSpec).replace(sizes=(2, 32), stream_steps=10)))
+    r = final(run(spec.project(BatchSizeSpec).replace(sizes=(2, 32), stream_steps=10)))
     bn, gn = r.test_acc
     assert bn[0] < gn[0] - 0.4 and abs(bn[1] - gn[1]) < 0.1
 

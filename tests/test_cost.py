@@ -84,7 +84,7 @@ def test_estimates_grow_with_the_work():
 def test_a_page_spec_costs_its_parts():
     page = TrainVsInferenceSpec()
     assert cost.estimate(page) == pytest.approx(sum(cost.estimate(p) for p in cost.parts(page)))
-    assert cost.estimate(page) > cost.estimate(page.part(InferenceSpec))
+    assert cost.estimate(page) > cost.estimate(page.project(InferenceSpec))
     for view in VIEWS:
         spec = AlternativesSpec(view=view)
         assert cost.estimate(spec) == cost.estimate(spec.sub())

@@ -116,7 +116,7 @@ def test_torch_bn1d_refuses_but_bn2d_normalises_one_image_by_itself():
 # --- presets: each one's key claim, on the result its settings produce ------------------------------------
 def preset(name):
     spec = PRESETS[name].spec(TrainVsInferenceSpec)
-    assert spec.part(InferenceSpec) == InferenceSpec()  # view settings only: the cached run serves them
+    assert spec.project(InferenceSpec) == InferenceSpec()  # view settings only: the cached run serves them
     return spec
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from normviz import snippets
 from normviz.commands import Command
-from normviz.config import DataSpec, Preset, Spec, param
+from normviz.config import DataSpec, Preset, Spec, ViewsSpec, param
 from normviz.experiments import norm_cost, norm_zoo, rnn_norms, sync_bn
 from normviz.experiments.norm_zoo import digits, effective_groups
 from normviz.layers import NORM_LABELS
@@ -201,7 +201,9 @@ PAGE_FIELDS = {  # the sidebar, in order; each view reads only its own
 
 
 @dataclass(frozen=True)
-class AlternativesSpec(AxesSpec, norm_zoo.ZooSpec, norm_cost.CostSpec, sync_bn.SyncBNSpec, rnn_norms.RNNSpec):
+class AlternativesSpec(
+    ViewsSpec, AxesSpec, norm_zoo.ZooSpec, norm_cost.CostSpec, sync_bn.SyncBNSpec, rnn_norms.RNNSpec
+):
     """Every setting of the Alternatives page; `view` picks the experiment, `sub()` gives its own spec."""
 
     view: str = param(
@@ -212,24 +214,8 @@ class AlternativesSpec(AxesSpec, norm_zoo.ZooSpec, norm_cost.CostSpec, sync_bn.S
         label="View",
     )
 
-    def sub(self):
-        """The spec of the current view, with only its fields (so its cached run ignores the others)."""
-        cls = VIEW_SPECS[self.view]
-        return cls(**{name: getattr(self, name) for name in cls.field_info()})
-
-    @classmethod
-    def used_labels(cls, view: str) -> str:
-        """The sidebar labels of the settings a view reads."""
-        info = cls.field_info()
-        return ", ".join(info[f].get("label") or f.replace("_", " ").capitalize() for f in PAGE_FIELDS[view])
-
-    @staticmethod
-    def sidebar() -> list[str]:
-        """Widget order: the view first, then every field some view uses, then the seed."""
-        names = ["view"]
-        for fields in PAGE_FIELDS.values():
-            names += [f for f in fields if f not in names]
-        return names + ["seed"]
+    VIEW_SPECS = VIEW_SPECS
+    VIEW_FIELDS = PAGE_FIELDS
 
 
 def _view_presets() -> dict[str, Preset]:

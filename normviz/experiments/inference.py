@@ -428,10 +428,6 @@ class TrainVsInferenceSpec(BatchSizeSpec, InferenceSpec):
         label="Batch size B",
     )
 
-    def part(self, spec_cls):
-        """The settings one experiment needs (its cache key ignores the rest)."""
-        return spec_cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(spec_cls)})
-
 
 PRESETS = {
     "batch size 1 in train mode": Preset(

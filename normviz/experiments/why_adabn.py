@@ -16,19 +16,17 @@ import numpy as np
 import torch
 
 from normviz.commands import Command
-from normviz.config import Spec, param
+from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
     StackedSGD,
+    WhyResult,
+    WhySpec,
     backward_alive,
-    batch_param,
-    depth_param,
     digits,
     lr_param,
     percent,
     snippet_head,
-    steps_param,
-    width_param,
 )
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
@@ -43,13 +41,9 @@ HELPS = 0.05  # AdaBN "helps" when it gains at least 5 points over the training 
 
 
 @dataclass(frozen=True)
-class AdaBNSpec(Spec):
+class AdaBNSpec(WhySpec):
     """A BN and a no-BN MLP trained on clean digits (pixels in [0, 1]), tested on shifted ones."""
 
-    depth: int = depth_param()
-    width: int = width_param()
-    steps: int = steps_param()
-    batch_size: int = batch_param()
     lr: float = lr_param()
     shift: str = param("contrast", "how the test images are changed", choices=SHIFTS, label="Shift")
     brightness: float = param(0.5, "brightness: added to every pixel (pixels are in [0, 1])", lo=-1.0, hi=1.0)
@@ -96,7 +90,7 @@ def adapt(model: StackedMLP, x: torch.Tensor) -> StackedMLP:
 
 
 @dataclass
-class AdaBNResult:
+class AdaBNResult(WhyResult):
     spec: AdaBNSpec
     steps_done: int = 0
     done: bool = False
@@ -110,13 +104,7 @@ class AdaBNResult:
     pool_size: int = 0
     diverged_at: list = field(default_factory=lambda: [None, None])
 
-    @property
-    def progress(self) -> float:
-        return self.steps_done / self.spec.steps
-
-    @property
-    def models(self) -> tuple[str, ...]:
-        return MODELS
+    MODELS = MODELS
 
     def adabn_at(self, n: int) -> float:
         """Mean AdaBN accuracy over the draws with n samples."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from normviz.config import Preset, param
+from normviz.config import Preset, ViewsSpec, param
 from normviz.experiments import why_adabn, why_landscape, why_lr_range, why_noisy, why_scale
 from normviz.experiments.why_common import digits
 
@@ -45,7 +45,12 @@ PAGE_FIELDS = {  # the sidebar, in order; each view reads only its own
 
 @dataclass(frozen=True)
 class WhyBNSpec(
-    why_lr_range.LrRangeSpec, why_landscape.LandscapeSpec, why_noisy.NoisySpec, why_scale.ScaleSpec, why_adabn.AdaBNSpec
+    ViewsSpec,
+    why_lr_range.LrRangeSpec,
+    why_landscape.LandscapeSpec,
+    why_noisy.NoisySpec,
+    why_scale.ScaleSpec,
+    why_adabn.AdaBNSpec,
 ):
     """Every setting of the Why BN helps page; `view` picks the experiment, `sub()` gives its own spec."""
 
@@ -57,24 +62,8 @@ class WhyBNSpec(
         label="Experiment",
     )
 
-    def sub(self):
-        """The spec of the current view, with only its fields (so its cached run ignores the others)."""
-        cls = VIEW_SPECS[self.view]
-        return cls(**{name: getattr(self, name) for name in cls.field_info()})
-
-    @classmethod
-    def used_labels(cls, view: str) -> str:
-        """The sidebar labels of the settings a view reads."""
-        info = cls.field_info()
-        return ", ".join(info[f].get("label") or f.replace("_", " ").capitalize() for f in PAGE_FIELDS[view])
-
-    @staticmethod
-    def sidebar() -> list[str]:
-        """Widget order: the view first, then every field some view uses, then the seed."""
-        names = ["view"]
-        for fields in PAGE_FIELDS.values():
-            names += [f for f in fields if f not in names]
-        return names + ["seed"]
+    VIEW_SPECS = VIEW_SPECS
+    VIEW_FIELDS = PAGE_FIELDS
 
 
 PRESETS = {

@@ -5,10 +5,11 @@ learning rate (and weight decay) of its own for every model of a stack.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from normviz.config import DataSpec, param
+from normviz.config import DataSpec, Spec, param
 from normviz.data import Dataset, load_checked
 from normviz.stacked import StackedMLP
 
@@ -34,6 +35,30 @@ def batch_param():
 
 def lr_param():
     return param(0.1, "SGD learning rate", lo=1e-4, hi=10.0, log=True, label="Learning rate (SGD)")
+
+
+@dataclass(frozen=True)
+class WhySpec(Spec):
+    """The settings every "Why BN helps" experiment has; each adds its own after them."""
+
+    depth: int = depth_param()
+    width: int = width_param()
+    steps: int = steps_param()
+    batch_size: int = batch_param()
+
+
+class WhyResult:
+    """What the five results share: progress over the training steps, and their models' names (MODELS)."""
+
+    MODELS: tuple[str, ...] = ()
+
+    @property
+    def progress(self) -> float:
+        return self.steps_done / self.spec.steps
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.MODELS
 
 
 def digits(seed: int, scaling: str = "standardize") -> Dataset:

@@ -13,18 +13,16 @@ import numpy as np
 import torch
 
 from normviz.commands import Command
-from normviz.config import Spec, param
+from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
     StackedSGD,
+    WhyResult,
+    WhySpec,
     backward_alive,
-    batch_param,
-    depth_param,
     digits,
     lr_param,
     snippet_head,
-    steps_param,
-    width_param,
 )
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
@@ -34,13 +32,9 @@ MODELS = ("BN", "no BN")
 
 
 @dataclass(frozen=True)
-class LandscapeSpec(Spec):
+class LandscapeSpec(WhySpec):
     """A BN and a no-BN MLP trained on the same batches at one rate, probed along the gradient now and then."""
 
-    depth: int = depth_param()
-    width: int = width_param()
-    steps: int = steps_param()
-    batch_size: int = batch_param()
     lr: float = lr_param()
     check_every: int = param(
         15, "probe the landscape every k training steps", lo=1, hi=500, label="Probe every k steps"
@@ -107,7 +101,7 @@ def probe(
 
 
 @dataclass
-class LandscapeResult:
+class LandscapeResult(WhyResult):
     spec: LandscapeSpec
     steps_done: int = 0
     done: bool = False
@@ -118,13 +112,7 @@ class LandscapeResult:
     distance: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 0), np.float32))  # (T, K, E) ‖ηg‖
     diverged_at: list = field(default_factory=lambda: [None, None])
 
-    @property
-    def progress(self) -> float:
-        return self.steps_done / self.spec.steps
-
-    @property
-    def models(self) -> tuple[str, ...]:
-        return MODELS
+    MODELS = MODELS
 
     def loss_band(self) -> tuple[np.ndarray, np.ndarray]:
         """(T, K) lowest and highest loss along the gradient at each checkpoint."""

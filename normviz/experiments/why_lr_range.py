@@ -12,18 +12,16 @@ import numpy as np
 import torch
 
 from normviz.commands import Command
-from normviz.config import Spec, SpecError, param
+from normviz.config import SpecError, param
 from normviz.experiments.why_common import (
     DIVERGED_LOSS,
     INIT,
     StackedSGD,
+    WhyResult,
+    WhySpec,
     backward_alive,
-    batch_param,
-    depth_param,
     digits,
     snippet_head,
-    steps_param,
-    width_param,
 )
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
@@ -34,13 +32,9 @@ TRAINS_AT = 0.9  # a rate "trains" when the final test accuracy reaches this
 
 
 @dataclass(frozen=True)
-class LrRangeSpec(Spec):
+class LrRangeSpec(WhySpec):
     """One MLP shape, trained with and without BN at each rate of a log grid (plain SGD, Xavier init)."""
 
-    depth: int = depth_param()
-    width: int = width_param()
-    steps: int = steps_param()
-    batch_size: int = batch_param()
     rates: int = param(12, "learning rates on a log grid from lr_min to lr_max", lo=3, hi=24, label="Learning rates")
     lr_min: float = param(1e-3, "smallest learning rate of the grid", lo=1e-5, hi=1.0, log=True, label="Smallest rate")
     lr_max: float = param(10.0, "largest learning rate of the grid", lo=1e-3, hi=100.0, log=True, label="Largest rate")
@@ -55,7 +49,7 @@ class LrRangeSpec(Spec):
 
 
 @dataclass
-class LrRangeResult:
+class LrRangeResult(WhyResult):
     spec: LrRangeSpec
     lrs: np.ndarray  # (R,)
     steps_done: int = 0
@@ -63,10 +57,6 @@ class LrRangeResult:
     loss: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (S, 2R), BN rates first
     test_acc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (2R,) eval mode, nan: diverged
     diverged_at: list = field(default_factory=list)  # (2R,) step or None
-
-    @property
-    def progress(self) -> float:
-        return self.steps_done / self.spec.steps
 
     def _rows(self, model: str) -> slice:
         r = len(self.lrs)

@@ -14,18 +14,16 @@ import numpy as np
 import torch
 
 from normviz.commands import Command
-from normviz.config import Spec, param
+from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
     StackedSGD,
+    WhyResult,
+    WhySpec,
     backward_alive,
-    batch_param,
-    depth_param,
     digits,
     percent,
     snippet_head,
-    steps_param,
-    width_param,
 )
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
@@ -71,13 +69,9 @@ class NoisyStackedMLP(StackedMLP):
 
 
 @dataclass(frozen=True)
-class NoisySpec(Spec):
+class NoisySpec(WhySpec):
     """BN, noisy BN and no BN: three MLPs from the same weights on the same batches."""
 
-    depth: int = depth_param()
-    width: int = width_param()
-    steps: int = steps_param()
-    batch_size: int = batch_param()
     noisy_lr: float = param(
         0.03,
         "SGD learning rate of the three networks (at the other experiments' 0.1 the no-BN network keeps up)",
@@ -96,7 +90,7 @@ class NoisySpec(Spec):
 
 
 @dataclass
-class NoisyResult:
+class NoisyResult(WhyResult):
     spec: NoisySpec
     steps_done: int = 0
     done: bool = False
@@ -108,13 +102,7 @@ class NoisyResult:
     test_acc: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))  # (K,) test set as one batch
     diverged_at: list = field(default_factory=lambda: [None] * 3)
 
-    @property
-    def progress(self) -> float:
-        return self.steps_done / self.spec.steps
-
-    @property
-    def models(self) -> tuple[str, ...]:
-        return MODELS
+    MODELS = MODELS
 
     def mean_shift(self) -> np.ndarray:
         """(K, L): how far each layer's input distribution moves per step, averaged over the steps."""

@@ -20,19 +20,17 @@ import numpy as np
 import torch
 
 from normviz.commands import Command
-from normviz.config import Spec, param
+from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
     StackedSGD,
+    WhyResult,
+    WhySpec,
     backward_alive,
-    batch_param,
-    depth_param,
     digits,
     lr_param,
     percent,
     snippet_head,
-    steps_param,
-    width_param,
 )
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
@@ -46,13 +44,9 @@ SAME_FUNCTION = 0.99  # agreement above which the notice calls two networks the 
 
 
 @dataclass(frozen=True)
-class ScaleSpec(Spec):
+class ScaleSpec(WhySpec):
     """Three BN MLPs: without weight decay, with it, and without it at the decayed one's effective rate."""
 
-    depth: int = depth_param()
-    width: int = width_param()
-    steps: int = steps_param()
-    batch_size: int = batch_param()
     lr: float = lr_param()
     weight_decay: float = param(
         0.05, "weight decay λ on the hidden (BN-followed) weights", lo=0.0, hi=1.0, label="Weight decay λ"
@@ -104,7 +98,7 @@ def scale_check(
 
 
 @dataclass
-class ScaleResult:
+class ScaleResult(WhyResult):
     spec: ScaleSpec
     steps_done: int = 0
     done: bool = False
@@ -117,13 +111,7 @@ class ScaleResult:
     check: dict = field(default_factory=dict)  # scale_check of the final networks
     diverged_at: list = field(default_factory=lambda: [None] * 3)
 
-    @property
-    def progress(self) -> float:
-        return self.steps_done / self.spec.steps
-
-    @property
-    def models(self) -> tuple[str, ...]:
-        return MODELS
+    MODELS = MODELS
 
     def effective_lr(self) -> np.ndarray:
         """(S, K, L) the rate each step turned w's direction with: rate / ‖w‖² (before the step)."""

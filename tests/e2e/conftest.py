@@ -22,7 +22,8 @@ import e2e_helpers as h  # noqa: E402
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """The app under `streamlit run` on a free port; always terminated at the end."""
-    server = h.start_server(tmp_path_factory.mktemp("streamlit") / "server.log")
+    # runs train in worker processes, one per core, as a deployed app does (the unit tests use threads)
+    server = h.start_server(tmp_path_factory.mktemp("streamlit") / "server.log", env={"NORMVIZ_WORKERS": ""})
     try:
         yield server
     finally:

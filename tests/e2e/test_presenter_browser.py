@@ -12,8 +12,12 @@ from normviz import tour
 pytestmark = pytest.mark.browser
 
 PROJECTOR = {"width": 1280, "height": 720}
+# the tick label size of every shown axis of every drawn chart, as Plotly laid it out
 TICK_SIZES = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
-    .filter(g => g._fullLayout).map(g => g._fullLayout.xaxis.tickfont.size)"""
+    .filter(g => g._fullLayout).flatMap(g => Object.keys(g._fullLayout)
+        .filter(k => /^[xy]axis[0-9]*$/.test(k)).map(k => g._fullLayout[k])
+        .filter(a => a && a.visible !== false && a.showticklabels !== false && a.tickfont)
+        .map(a => a.tickfont.size))"""
 
 
 def test_presenter_mode_follows_the_tour_with_projector_sized_charts(browser, app_server):
