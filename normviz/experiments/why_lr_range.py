@@ -58,6 +58,8 @@ class LrRangeResult(WhyResult):
     test_acc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (2R,) eval mode, nan: diverged
     diverged_at: list = field(default_factory=list)  # (2R,) step or None
 
+    MODELS = MODELS
+
     def _rows(self, model: str) -> slice:
         r = len(self.lrs)
         return slice(0, r) if model == "BN" else slice(r, 2 * r)
