@@ -4,6 +4,8 @@
   fall back to the default with a warning naming the parameter), presets, and the URL kept in sync.
 - `show_run`: submits an experiment to the run service and follows it live (a fragment on a timer).
 - `chart`: a Plotly chart, one key on every frame, with lazy PNG/HTML downloads; `table_download`: CSV.
+- `presenter_mode` (projector fonts, Next lesson, kept across pages) and `share` (the class link and its QR
+  code, on NORMVIZ_PUBLIC_URL).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _FAILED = "ui.failed"  # session state: spec key -> why its run failed, shown wi
 _HANDLES = "ui.handles"  # session state: show_run's label -> the handle of the run it follows
 _INTERVALS = "ui.frame_intervals"  # session state: show_run's label -> its live fragment's timer (seconds)
 _PRESENT = "ui.present"  # session state: presenter mode (a plain key, not a widget's: it outlives page changes)
+_PRESENT_SWITCH = "ui.present-switch"  # the sidebar switch's widget key, seeded from _PRESENT on every run
 _local = threading.local()  # during a live frame: live=True and the charts to draw at its end
 
 
@@ -247,16 +250,16 @@ def presenter_mode() -> bool:
         st.warning(f"URL parameter `present` must be 1 or 0, got {quote(value)}; ignored.", icon=":material/warning:")
         del st.query_params[PRESENT_PARAM]
     state.setdefault(_PRESENT, False)
-    state["ui.present-switch"] = state[_PRESENT]
+    state[_PRESENT_SWITCH] = state[_PRESENT]
 
     def switch():
-        state[_PRESENT] = state["ui.present-switch"]
+        state[_PRESENT] = state[_PRESENT_SWITCH]
         if PRESENT_PARAM in st.query_params or state[_PRESENT]:
             st.query_params[PRESENT_PARAM] = "1" if state[_PRESENT] else "0"
 
     st.sidebar.toggle(
         "Presenter mode (projector)",
-        key="ui.present-switch",
+        key=_PRESENT_SWITCH,
         on_change=switch,
         help="Large chart fonts and a Next lesson button on the tour's stops; kept across pages. "
         "A link with present=1 opens in it.",
