@@ -22,14 +22,14 @@ from normviz.experiments.why_common import (
     StackedSGD,
     WhyResult,
     WhySpec,
-    backward_alive,
     digits,
     lr_param,
     percent,
     snippet_head,
+    train_step,
 )
 from normviz.runs import Throttle
-from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
+from normviz.stacked import StackedMLP, StackShape
 from normviz.train import BatchSampler, accuracy
 
 MODELS = ("BN", "no BN")
@@ -170,11 +170,7 @@ def run(spec: AdaBNSpec) -> Iterator[AdaBNResult]:
     step = 0
     for step in range(1, spec.steps + 1):
         idx = sampler.next()
-        loss = stacked_cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-        opt.zero_grad()
-        backward_alive(loss, diverged_at, step)
-        opt.step()
-        losses.append(loss.detach().numpy())
+        losses.append(train_step(opt, model(data.x_train[idx]), data.y_train[idx], diverged_at, step))
         if all(d is not None for d in diverged_at):
             break
         if throttle.due():

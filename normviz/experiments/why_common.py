@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from normviz.config import DataSpec, Spec, param
 from normviz.data import Dataset, load_checked
-from normviz.stacked import StackedMLP
+from normviz.stacked import StackedMLP, stacked_cross_entropy
 
 N_CLASSES = 10
 
@@ -120,6 +121,15 @@ def backward_alive(losses: torch.Tensor, diverged_at: list, step: int) -> None:
     alive = torch.tensor([d is None for d in diverged_at])
     if alive.any():
         losses[alive].sum().backward()  # the sum keeps each model's gradient its own
+
+
+def train_step(opt: StackedSGD, logits: torch.Tensor, y: torch.Tensor, diverged_at: list, step: int) -> np.ndarray:
+    """One SGD step of every model of the stack that has not diverged (backward_alive); (K,) their losses."""
+    loss = stacked_cross_entropy(logits, y)
+    opt.zero_grad()
+    backward_alive(loss, diverged_at, step)
+    opt.step()
+    return loss.detach().numpy()
 
 
 def snippet_head(spec, scaling: str = "standardize") -> list[str]:

@@ -19,10 +19,10 @@ from normviz.experiments.why_common import (
     StackedSGD,
     WhyResult,
     WhySpec,
-    backward_alive,
     digits,
     lr_param,
     snippet_head,
+    train_step,
 )
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
@@ -198,11 +198,7 @@ def run(spec: LandscapeSpec) -> Iterator[LandscapeResult]:
                         v[k] = np.nan
             probes.append(found)
             steps.append(step - 1)
-        loss = stacked_cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        backward_alive(loss, diverged_at, step)
-        opt.step()
-        losses.append(loss.detach().numpy())
+        losses.append(train_step(opt, model(xb), yb, diverged_at, step))
         if all(d is not None for d in diverged_at):
             break
         if throttle.due():

@@ -19,12 +19,12 @@ from normviz.experiments.why_common import (
     StackedSGD,
     WhyResult,
     WhySpec,
-    backward_alive,
     digits,
     snippet_head,
+    train_step,
 )
 from normviz.runs import Throttle
-from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
+from normviz.stacked import StackedMLP, StackShape
 from normviz.train import BatchSampler, accuracy
 
 MODELS = ("BN", "no BN")  # stack order: the BN models (one per rate) come first
@@ -148,11 +148,7 @@ def run(spec: LrRangeSpec) -> Iterator[LrRangeResult]:
 
     for step in range(1, spec.steps + 1):
         idx = sampler.next()
-        loss = stacked_cross_entropy(model(data.x_train[idx]), data.y_train[idx])  # (2R,)
-        opt.zero_grad()
-        backward_alive(loss, diverged_at, step)
-        opt.step()
-        losses.append(loss.detach().numpy())
+        losses.append(train_step(opt, model(data.x_train[idx]), data.y_train[idx], diverged_at, step))  # (2R,)
         if all(d is not None for d in diverged_at):
             break
         if throttle.due():

@@ -20,13 +20,13 @@ from normviz.experiments.why_common import (
     StackedSGD,
     WhyResult,
     WhySpec,
-    backward_alive,
     digits,
     percent,
     snippet_head,
+    train_step,
 )
 from normviz.runs import Throttle
-from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
+from normviz.stacked import StackedMLP, StackShape
 from normviz.train import BatchSampler, accuracy
 
 MODELS = ("BN", "noisy BN", "no BN")  # stack order: the two BN models first
@@ -199,11 +199,7 @@ def run(spec: NoisySpec) -> Iterator[NoisyResult]:
         )
         seen.clear()
         logits = model(xb, "train", record=record)
-        loss = stacked_cross_entropy(logits, yb)
-        opt.zero_grad()
-        backward_alive(loss, diverged_at, step)
-        opt.step()
-        losses.append(loss.detach().numpy())
+        losses.append(train_step(opt, logits, yb, diverged_at, step))
         accs.append((logits.detach().argmax(-1) == yb).float().mean(1).numpy())
         moments = [layer_moments(a) for a in seen]  # per layer: (K, C) mean and std
         if previous is not None:  # (K, L): mean over units of |Δ mean| + |Δ std| from the last step
