@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from normviz import cost, data
+from normviz import cost, data, tour, views
 from normviz.config import DataSpec, Preset, Spec, SpecError, quote, unknown_parameter
 from normviz.data import DataError
 from normviz.figures import export
@@ -225,8 +225,6 @@ def spec_controls(
 
 def _next_lesson(view: str, preset: str) -> None:
     """In presenter mode, on a stop of the guided tour: a button to the tour's next stop."""
-    from normviz import tour, views
-
     following = tour.next_stop(view, preset) if presenting() else None
     if following is not None:
         section, stop = following
@@ -357,22 +355,23 @@ def _link(container, query: dict):
 def public_url(url: str | None) -> str | None:
     """The page's URL as the class should open it: NORMVIZ_PUBLIC_URL (e.g. https://class.example.org, the
     reverse proxy's address) in place of the scheme and host the teacher's browser used (often localhost)."""
-    public = os.environ.get("NORMVIZ_PUBLIC_URL", "").strip().rstrip("/")
-    if not url or not public:
-        return url
-    parts = urlsplit(public)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return url  # not an address: the home page's share box says so
+    public = _public_base()
+    if not url or not public or public_url_problem() is not None:
+        return url  # unset, or not an address: the home page's share box says so
     return public + urlsplit(url).path
 
 
 def public_url_problem() -> str | None:
     """What is wrong with NORMVIZ_PUBLIC_URL, or None."""
-    public = os.environ.get("NORMVIZ_PUBLIC_URL", "").strip()
+    public = _public_base()
     parts = urlsplit(public)
     if public and (parts.scheme not in ("http", "https") or not parts.netloc):
         return f"NORMVIZ_PUBLIC_URL must be an http(s) address such as https://class.example.org, got {quote(public)}"
     return None
+
+
+def _public_base() -> str:
+    return os.environ.get("NORMVIZ_PUBLIC_URL", "").strip().rstrip("/")
 
 
 @functools.lru_cache(maxsize=64)
@@ -395,7 +394,7 @@ def share(url: str | None, what: str = "this app") -> None:
     link.code(base, language=None, wrap_lines=True)
     if problem := public_url_problem():
         link.warning(problem, icon=":material/warning:")
-    elif not os.environ.get("NORMVIZ_PUBLIC_URL"):
+    elif not _public_base():
         link.caption("This is the address your browser used; set NORMVIZ_PUBLIC_URL to the one students can reach.")
     code.image(qr_png(base), width=180)
 
