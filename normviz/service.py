@@ -34,17 +34,22 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from normviz import cost, data, persist, runtime
 from normviz.config import SpecError
 from normviz.data import DataError
 from normviz.runs import RunStore
 
+if TYPE_CHECKING:
+    from normviz.shared_runs import SharedRuns
+
 SESSION, WARM = 0, 1  # a session's run always takes the next free worker ahead of any WARM job
 HEARTBEAT_TIMEOUT = 1.5  # seconds of silence after which a follower counts as gone (its tab was closed)
 PARTIAL_INTERVAL = 0.25  # at most about four partial results a second cross from a worker
 DEFAULT_SECONDS = 5.0  # a run's duration before the cost model or a finished run of its kind says better
 KILLED = "the worker training this run stopped (killed or out of memory); retry"
+GROW_INTERVAL = 5.0  # seconds between two looks at the Ray cluster's CPU count
 MAX_QUEUED = 200  # sessions' runs waiting at once; one more is refused (each session has at most one)
 log = logging.getLogger(__name__)
 
@@ -67,16 +72,21 @@ class RunStatus:
 _worker = threading.local()
 
 
-def _enter_worker(cancel, partials, pickled: bool) -> None:
+def _enter_worker(cancel, partials, encoded: bool, process: bool) -> None:
     runtime.configure_torch()  # one intra-op thread per run; flush-denormal is per thread
     runtime.enter_worker(cancel)
-    _worker.partials, _worker.pickled = partials, pickled
-    if pickled:  # a process: exiting must not wait for a partial result nobody reads any more
+    _worker.partials, _worker.encoded = partials, encoded
+    if process:  # exiting must not wait for a partial result nobody reads any more
         partials.cancel_join_thread()
-        from normviz.experiments import MODULES
+        preload_experiments()
 
-        for name in MODULES:  # import them now, not when the first run waits for them
-            importlib.import_module(f"normviz.experiments.{name}")
+
+def preload_experiments() -> None:
+    """A worker process imports every experiment now, not when its first run waits for them."""
+    from normviz.experiments import MODULES
+
+    for name in MODULES:
+        importlib.import_module(f"normviz.experiments.{name}")
 
 
 def _ready() -> int:
@@ -84,9 +94,10 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _train(job: int, run: Callable, spec, interval: float, upload: data.Upload | None) -> tuple[str, object]:
-    """Run to the end in the worker: ("done", result), ("cancelled", None) or ("failed", one line). Results leave
-    a worker process as arrays and JSON (persist.encode), never as pickles."""
+def train_steps(run: Callable, spec, interval: float, upload: data.Upload | None, encoded: bool) -> Iterator[tuple]:
+    """Run to the end: ("partial", result) about every `interval` s, then one final ("done", result),
+    ("cancelled", None) or ("failed", one line). With `encoded`, results are arrays and JSON (persist.encode),
+    never pickles, as they leave a worker process."""
     held = data.register(upload) if upload is not None else None  # noqa: F841 (a process's own registry is empty)
     sent, result = float("-inf"), None
     try:
@@ -94,18 +105,30 @@ def _train(job: int, run: Callable, spec, interval: float, upload: data.Upload |
             runtime.check_cancelled()
             now = time.monotonic()
             if not result.done and now - sent >= interval:  # encoded now: later steps may change its arrays
-                _worker.partials.put((job, persist.encode(result) if _worker.pickled else result))
+                yield "partial", persist.encode(result) if encoded else result
                 sent = now
     except runtime.Cancelled:
-        return "cancelled", None
+        yield "cancelled", None
+        return
     except (SpecError, DataError, OSError) as exc:
-        return "failed", f"Cannot run with these settings: {exc}"
+        yield "failed", f"Cannot run with these settings: {exc}"
+        return
     except Exception as exc:  # noqa: BLE001 (any error of a run becomes one line; the server log has the rest)
         log.exception("run %s failed", getattr(run, "__qualname__", run))
-        return "failed", f"The run stopped with an error ({type(exc).__name__}); the server log has the details."
+        yield "failed", f"The run stopped with an error ({type(exc).__name__}); the server log has the details."
+        return
     if result is None:
-        return "failed", "The run produced no result."
-    return "done", persist.encode(result) if _worker.pickled else result
+        yield "failed", "The run produced no result."
+    else:
+        yield "done", persist.encode(result) if encoded else result
+
+
+def _train(job: int, run: Callable, spec, interval: float, upload: data.Upload | None) -> tuple[str, object]:
+    """A slot's job in its worker: partial results go to the slot's queue; returns the final (outcome, value)."""
+    for outcome, value in train_steps(run, spec, interval, upload, _worker.encoded):
+        if outcome == "partial":
+            _worker.partials.put((job, value))
+    return outcome, value  # the last one is the final outcome
 
 
 # ---- the server side -----------------------------------------------------------------------------------
@@ -122,6 +145,10 @@ class _Run:
         self.cancelling = False  # its slot's cancel event is set
         self.requeue = False  # a WARM run stopped for a session's run: back into the queue
         self.started, self.job, self.slot = 0.0, -1, None
+        self.claimed = False  # this replica holds the run's lease in the shared store and trains it
+        self.remote = False  # another replica trains it; this one follows it through the shared store
+        self.orphaned = False  # claimed, no session here follows it: cancelled unless one on another replica does
+        self.partial_encoded, self.published = None, True  # the newest partial result as it goes to other replicas
 
     def __repr__(self):
         return f"_Run({self.key[:12]}, {self.state}, followers={len(self.followers)})"
@@ -144,26 +171,40 @@ def _bare_main():
 
 
 class _Slot:
-    """One worker: a single-worker executor, its cancel event and its queue of partial results."""
+    """One worker: a single-worker executor (or a Ray worker), its cancel event and its queue of partial results."""
 
     def __init__(self, service: RunService, index: int):
         self.index, self.run, self.alive = index, None, True
-        if service.processes:
+        # results cross a process boundary, or go to other replicas, as arrays and JSON
+        self.encoded = service.processes or service.cluster is not None or service.shared is not None
+        if service.cluster is not None:
+            self.executor = service.cluster.RayWorker()
+            self.cancel, self.partials = self.executor.cancel, self.executor.partials
+            self.started = self.executor.ready()
+        elif service.processes:
             ctx = multiprocessing.get_context("spawn")  # never fork a process that has loaded torch
             self.cancel, self.partials = ctx.Event(), ctx.Queue()
             self.executor = cf.ProcessPoolExecutor(
-                1, mp_context=ctx, initializer=_enter_worker, initargs=(self.cancel, self.partials, True)
+                1, mp_context=ctx, initializer=_enter_worker, initargs=(self.cancel, self.partials, True, True)
             )
+            with _bare_main():  # the process starts here
+                self.started = self.executor.submit(_ready)  # its result: the worker's pid
         else:
             self.cancel, self.partials = threading.Event(), queue.Queue()
             self.executor = cf.ThreadPoolExecutor(
-                1, f"normviz-worker-{index}", initializer=_enter_worker, initargs=(self.cancel, self.partials, False)
+                1,
+                f"normviz-worker-{index}",
+                initializer=_enter_worker,
+                initargs=(self.cancel, self.partials, self.encoded, False),
             )
-        with _bare_main() if service.processes else contextlib.nullcontext():  # the process starts here
-            self.started = self.executor.submit(_ready)  # its result: the worker's pid
-        self.pickled = service.processes
+            self.started = self.executor.submit(_ready)
         self.reader = threading.Thread(target=service._read_partials, args=(self,), daemon=True)
         self.reader.start()
+
+    def train(self, entry: _Run, interval: float, upload: data.Upload | None) -> cf.Future:
+        if isinstance(self.executor, cf.Executor):
+            return self.executor.submit(_train, entry.job, entry.run, entry.spec, interval, upload)
+        return self.executor.train(entry.job, entry.run, entry.spec, interval, upload)
 
 
 class RunHandle:
@@ -213,12 +254,19 @@ class RunService:
         workers: int | None = None,
         *,
         processes: bool = True,
+        ray_address: str | None = None,
+        shared: SharedRuns | None = None,
         store: RunStore | None = None,
         cache=_NO_CACHE,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         partial_interval: float = PARTIAL_INTERVAL,
         max_queued: int = MAX_QUEUED,
     ):
+        self.cluster, self.shared = None, shared
+        if ray_address:  # one slot per CPU of the cluster
+            from normviz import ray_pool
+
+            workers, self.cluster = ray_pool.connect(ray_address), ray_pool
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.processes, self.heartbeat_timeout, self.partial_interval = processes, heartbeat_timeout, partial_interval
         self.max_queued = max_queued
@@ -235,9 +283,12 @@ class RunService:
         self._slots = [_Slot(self, i) for i in range(self.workers)]
         self._watchdog = threading.Thread(target=self._watch, name="normviz-heartbeats", daemon=True)
         self._watchdog.start()
+        if shared is not None:
+            self._sharing = threading.Thread(target=self._share, name="normviz-shared-runs", daemon=True)
+            self._sharing.start()
 
     def __repr__(self):
-        kind = "processes" if self.processes else "threads"
+        kind = "Ray CPUs" if self.cluster else "processes" if self.processes else "threads"
         return f"RunService({self.workers} {kind}, {len(self._queue)} queued, {len(self._active)} active)"
 
     # ---- the public API ----
@@ -254,7 +305,8 @@ class RunService:
         with self._lock:
             entry = self._active.get(key)
         if entry is None:
-            result = self.result(key)  # the disk is read outside the lock
+            result = self.result(key)  # the disk and the shared store are read outside the lock
+            claimed = result is None and (self.shared is None or self.shared.claim(key))
             with self._lock:
                 entry = self._active.get(key)
                 if entry is None and result is not None:
@@ -266,7 +318,11 @@ class RunService:
                         raise QueueFull(f"The server is busy: {waiting} runs are waiting. Try again in a minute.")
                     entry = _Run(key, spec, run, priority, next(self._seq), self._estimate(spec, run))
                     self._active[key] = entry
-                    self._queue.append(entry)
+                    if claimed:
+                        entry.claimed = self.shared is not None
+                        self._queue.append(entry)
+                    else:  # another replica trains it
+                        entry.state, entry.remote, entry.started = "running", True, time.monotonic()
         with self._lock:
             self._follow(entry, follower, priority)
             self._dispatch()
@@ -279,8 +335,12 @@ class RunService:
                 self._seen[follower] = time.monotonic()
 
     def result(self, key: str):
-        """The final result from memory, then the disk cache, else None."""
+        """The final result from memory, then the shared store, then the disk cache, else None."""
         found = self.store.get(key)
+        if found is None and self.shared is not None:
+            found = _decoded(self.shared.result(key))
+            if found is not None:
+                self.store.put(key, found)
         if found is None and self.cache is not None:
             try:
                 found = self.cache.get(key)
@@ -306,6 +366,8 @@ class RunService:
             slot.executor.shutdown(wait=True, cancel_futures=True)
             slot.alive = False
         self._watchdog.join()
+        if self.shared is not None:
+            self._sharing.join()
 
     # ---- for tests and benchmarks ----
 
@@ -360,14 +422,28 @@ class RunService:
         entry.followers.discard(follower)
         if entry.followers or entry.pinned or entry.state not in ("queued", "running"):
             return
+        if entry.claimed and self.shared.up:  # a session on another replica may follow it: _share decides
+            entry.orphaned = True
+            return
+        self._cancel(entry)
+
+    def _cancel(self, entry: _Run) -> None:
         if self._active.get(entry.key) is entry:
             del self._active[entry.key]
-        if entry.state == "queued":
+        if entry.remote:
+            entry.state = "cancelled"
+        elif entry.state == "queued":
             self._queue.remove(entry)
             entry.state = "cancelled"
+            self._forget(entry)
         else:
             entry.cancelling, entry.requeue = True, False
             entry.slot.cancel.set()
+
+    def _forget(self, entry: _Run) -> None:
+        """A claimed run that ends without a result gives its lease back (on a thread: it is network I/O)."""
+        if entry.claimed:
+            threading.Thread(target=self.shared.drop, args=(entry.key,), daemon=True).start()
 
     def _dispatch(self) -> None:
         """Start queued runs on idle slots, sessions' first; stop a warm-up run for a session that waits."""
@@ -394,7 +470,7 @@ class RunService:
         future = cf.Future()
         try:
             upload = data.uploaded(entry.spec.upload) if getattr(entry.spec, "upload", "") else None
-            future = slot.executor.submit(_train, entry.job, entry.run, entry.spec, self.partial_interval, upload)
+            future = slot.train(entry, self.partial_interval, upload)
         except DataError as exc:  # the session that uploaded the data has gone
             future.set_result(("failed", f"Cannot run with these settings: {exc}"))
         except (cf.BrokenExecutor, RuntimeError) as exc:  # the worker died between two runs
@@ -402,15 +478,16 @@ class RunService:
         future.add_done_callback(lambda f: self._finished(slot, entry, f))
 
     def _finished(self, slot: _Slot, entry: _Run, future: cf.Future) -> None:
+        encoded = None
         try:
             outcome, value = future.result()
-            if outcome == "done" and slot.pickled:
-                value = persist.decode(value)
+            if outcome == "done" and slot.encoded:
+                encoded, value = value, persist.decode(value)
         except cf.BrokenExecutor:
             outcome, value = "killed", KILLED
         except cf.CancelledError:
             outcome, value = "cancelled", None
-        except Exception as exc:  # noqa: BLE001 (e.g. a run that cannot be pickled for a worker process)
+        except Exception as exc:  # noqa: BLE001 (e.g. a run that cannot be encoded for a worker process)
             log.error("run %s could not start: %s", _kind(entry.run), exc)
             outcome, value = (
                 "failed",
@@ -427,6 +504,8 @@ class RunService:
                 entry.state, entry.cancelling, entry.requeue, entry.latest = "queued", False, False, None
                 self._queue.append(entry)
             else:
+                if outcome == "cancelled":
+                    self._forget(entry)
                 entry.state = outcome
                 if outcome == "done":
                     entry.latest = value
@@ -438,6 +517,10 @@ class RunService:
                     del self._active[entry.key]
             if not self._closed.is_set():
                 self._dispatch()
+        if entry.claimed and outcome == "done":
+            self.shared.finish(entry.key, encoded)
+        elif entry.claimed and outcome == "failed":
+            self.shared.fail(entry.key, value)
         if outcome == "done" and self.cache is not None:
             try:
                 self.cache.put(entry.key, value)
@@ -455,7 +538,7 @@ class RunService:
         while slot.alive and not self._closed.is_set():
             try:
                 job, payload = slot.partials.get(timeout=0.2)
-                result = persist.decode(payload) if slot.pickled else payload
+                result = persist.decode(payload) if slot.encoded else payload
             except queue.Empty:
                 continue
             except Exception:  # noqa: BLE001 (a worker killed mid-message; the slot is being replaced)
@@ -464,11 +547,17 @@ class RunService:
                 entry = slot.run
                 if entry is not None and entry.job == job and entry.state == "running":
                     entry.latest = result
+                    if entry.claimed:
+                        entry.partial_encoded, entry.published = payload, False
 
     def _watch(self) -> None:
-        """Release the followers that have gone silent (their tabs were closed)."""
+        """Release the followers that have gone silent (their tabs were closed); give the cluster's new CPUs slots."""
+        grown = time.monotonic()
         while not self._closed.wait(0.1):
             now = time.monotonic()
+            if self.cluster is not None and now - grown > GROW_INTERVAL:
+                self._grow(self.cluster.cluster_cpus())
+                grown = now
             with self._lock:
                 for follower, seen in list(self._seen.items()):
                     if now - seen > self.heartbeat_timeout:
@@ -477,6 +566,57 @@ class RunService:
                         if entry is not None:
                             self._unfollow(entry, follower)
                 self._dispatch()
+
+    def _grow(self, cpus: int) -> None:
+        """Workers added to the cluster (`ray start --address=...`) take runs from now on."""
+        with self._lock:
+            for index in range(len(self._slots), cpus):
+                self._slots.append(_Slot(self, index))
+                log.info("the Ray cluster has %d CPUs: slot %d added", cpus, index + 1)
+            self.workers = len(self._slots)
+
+    def _share(self) -> None:
+        """Every partial interval: renew this replica's leases and publish its partial results; follow the runs
+        other replicas train (their partial results, their end, or their lease running out: then train it here);
+        cancel a claimed run nobody follows on any replica."""
+        while not self._closed.wait(self.partial_interval):
+            with self._lock:
+                owned = [e for e in self._active.values() if e.claimed]
+                partials = {e.key: e.partial_encoded for e in owned if not e.published}
+                for entry in owned:
+                    entry.published = True
+                followed = [e for e in self._active.values() if e.remote]
+                orphans = [e for e in owned if e.orphaned]
+            self.shared.renew([e.key for e in owned], partials)
+            found = self.shared.follow([e.key for e in followed])
+            watched = {e.key for e in orphans if self.shared.watched_elsewhere(e.key)}
+            # no result, no lease, no error (its replica went away), or Redis is down: train it here
+            claimed = {e.key for e in followed if _abandoned(found.get(e.key)) and self.shared.claim(e.key)}
+            with self._lock:
+                for entry in followed:
+                    if self._active.get(entry.key) is entry and entry.remote:
+                        self._follow_remote(entry, found.get(entry.key), entry.key in claimed)
+                for entry in orphans:
+                    if entry.followers:
+                        entry.orphaned = False
+                    elif entry.key not in watched and entry.state in ("queued", "running"):
+                        self._cancel(entry)
+                self._dispatch()
+
+    def _follow_remote(self, entry: _Run, found: tuple | None, claimed: bool) -> None:
+        result, partial, leased, error = found if found is not None else (None, None, False, None)
+        if result is not None and (final := _decoded(result)) is not None:
+            entry.state, entry.latest = "done", final
+            self.store.put(entry.key, final)
+            del self._active[entry.key]
+        elif error is not None:
+            entry.state, entry.error = "failed", error
+            del self._active[entry.key]
+        elif leased and partial is not None and partial != entry.partial_encoded:
+            entry.partial_encoded, entry.latest = partial, _decoded(partial) or entry.latest
+        elif not leased and claimed:  # its replica went away (or Redis did): train it here
+            entry.remote, entry.claimed, entry.state, entry.latest = False, self.shared.up, "queued", None
+            self._queue.append(entry)
 
     def _remaining(self, entry: _Run, now: float) -> float:
         elapsed = now - entry.started
@@ -504,6 +644,21 @@ class RunService:
             return RunStatus(state, ahead, free[0] if free else 0.0, progress)
 
 
+def _abandoned(found: tuple | None) -> bool:
+    return found is None or (found[0] is None and not found[2] and found[3] is None)
+
+
+def _decoded(encoded: bytes | None):
+    """A result from the shared store; None when absent or unreadable (another version wrote it: train again)."""
+    if encoded is None:
+        return None
+    try:
+        return persist.decode(encoded)
+    except persist.DecodeError as exc:
+        log.warning("a shared result could not be read (%s); training it here", exc)
+        return None
+
+
 _default: RunService | None = None
 _default_lock = threading.Lock()
 
@@ -519,12 +674,31 @@ def workers_from_env() -> int:
         return cores
 
 
+def shared_from_url(url: str) -> SharedRuns | None:
+    """The store that replicas share at a Redis URL (redis://host:port/db); None when the URL is not one."""
+    from normviz.shared_runs import SharedRuns
+
+    try:
+        return SharedRuns(url)
+    except ValueError as exc:
+        log.error("%r is not a Redis URL (%s); results are not shared", url, exc)
+        return None
+
+
 def default_service() -> RunService:
-    """The process-wide service, created at the first call."""
+    """The process-wide service, created at the first call: NORMVIZ_RAY_ADDRESS names a Ray cluster to train on
+    (else NORMVIZ_WORKERS local workers), NORMVIZ_REDIS_URL the store shared with other replicas."""
     global _default
     with _default_lock:
         if _default is None:
-            n = workers_from_env()
-            cores = os.cpu_count() or 1
-            _default = RunService(n or cores, processes=n > 0)
+            url = os.environ.get("NORMVIZ_REDIS_URL", "").strip()
+            n, shared = workers_from_env(), shared_from_url(url) if url else None
+            address = os.environ.get("NORMVIZ_RAY_ADDRESS", "").strip()
+            if address:
+                try:
+                    _default = RunService(ray_address=address, shared=shared)
+                except Exception as exc:  # noqa: BLE001 (any failure to join: say so and train here)
+                    log.error("cannot join the Ray cluster at %s (%s); training on this machine", address, exc)
+            if _default is None:
+                _default = RunService(n or os.cpu_count() or 1, processes=n > 0, shared=shared)
         return _default
