@@ -37,6 +37,7 @@ SUITE = {  # name -> module with run(quick) -> list[Row]
     "threads": "bench.bench_threads",
     "service": "bench.bench_service",
     "cost": "bench.bench_cost",
+    "ray": "bench.bench_ray",  # a local Ray cluster: requirements-cluster.txt
 }
 COLUMNS = ("benchmark", "measured", "baseline", "ratio", "target", "met", "note")
 

@@ -19,6 +19,8 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import psutil
 
@@ -118,26 +120,43 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def a_class(svc: RunService, quick: bool) -> list[Row]:
-    n, spread = (10, 15.0) if quick else (30, 60.0)
+@dataclass
+class ClassRun:
+    """One simulated class: its sessions (their times to first frame and to result), its wall and worker CPU seconds."""
+
+    followers: list[Follower]
+    workers: int  # the service's slots
+    spread: float  # seconds over which the sessions arrived
+    wall: float  # from the start until every session had its result
+    cpu: float  # the workers' CPU seconds meanwhile
+
+
+def simulate_class(svc: RunService, n: int, spread: float, cpu: Callable[[], float] | None = None) -> ClassRun:
+    """n sessions arriving over `spread` seconds (the same arrivals for the same n and spread), half of them
+    changing a setting once mid-run; `cpu` reads the workers' CPU seconds (default: the service's worker pids)."""
+    cpu = cpu or (lambda: worker_cpu(svc))
     rng = random.Random(0)
     followers = [
         Follower(svc, f"student{i}", rng.uniform(0, spread), rng.uniform(0.3, 2.0) if i % 2 else None) for i in range(n)
     ]
-    cpu0, start = worker_cpu(svc), time.perf_counter()
+    cpu0, start = cpu(), time.perf_counter()
     for f in followers:
         f.thread.start()
     for f in followers:
         f.thread.join()
-    wall, cpu = time.perf_counter() - start, worker_cpu(svc) - cpu0
-    first = [f.first_frame for f in followers]
-    final = [f.final for f in followers]
-    ideal = cpu / cores()
-    last_arrival = max(f.delay for f in followers)
-    note = f"{n} sessions over {spread:.0f} s, half change a setting once; {svc.workers} workers"
+    return ClassRun(followers, svc.workers, spread, time.perf_counter() - start, cpu() - cpu0)
+
+
+def class_rows(sim: ClassRun, prefix: str = "(8) a class") -> list[Row]:
+    first = [f.first_frame for f in sim.followers]
+    final = [f.final for f in sim.followers]
+    slots = min(cores(), sim.workers)
+    ideal = sim.cpu / slots
+    last_arrival = max(f.delay for f in sim.followers)
+    note = f"{len(sim.followers)} sessions over {sim.spread:.0f} s, half change a setting once; {sim.workers} workers"
     return [
         Row(
-            "(8) a class: time to first frame p50 / p95",
+            f"{prefix}: time to first frame p50 / p95",
             f"{percentile(first, 50):.2f} / {percentile(first, 95):.2f} s",
             "",
             "",
@@ -146,16 +165,21 @@ def a_class(svc: RunService, quick: bool) -> list[Row]:
             note,
         ),
         Row(
-            "(8) a class: time to final result p50 / p95",
+            f"{prefix}: time to final result p50 / p95",
             f"{percentile(final, 50):.2f} / {percentile(final, 95):.2f} s",
             f"ideal {ideal:.1f} s",
             f"{percentile(final, 95) / ideal:.2f}x",
             "p95 <= 1.2x ideal",
             percentile(final, 95) <= 1.2 * ideal,
-            f"ideal: the workers' CPU ({cpu:.1f} s, cancelled runs included) over {cores()} cores; "
-            f"all done {wall:.1f} s after the start, last arrival at {last_arrival:.1f} s",
+            f"ideal: the workers' CPU ({sim.cpu:.1f} s, cancelled runs included) over {slots} cores; "
+            f"all done {sim.wall:.1f} s after the start, last arrival at {last_arrival:.1f} s",
         ),
     ]
+
+
+def a_class(svc: RunService, quick: bool) -> list[Row]:
+    n, spread = (10, 15.0) if quick else (30, 60.0)
+    return class_rows(simulate_class(svc, n, spread))
 
 
 def tree_rss() -> int:

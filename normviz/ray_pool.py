@@ -8,13 +8,14 @@ worker takes the next task); a worker that dies fails its run with the service's
 not retried by Ray (max_retries=0): the page offers Retry. Only normviz.service imports this module, and only
 when the variable is set, so Ray stays an optional extra (requirements-cluster.txt).
 
-Every node must import the same `normviz` (the deploy/ image sets PYTHONPATH=/app). A task is named
-"normviz:<first 12 characters of the Spec key>", which `ps` shows on the node as its worker's title.
+Every node must import the same `normviz` (the deploy/ image sets PYTHONPATH=/app). A task is named by its
+Spec (`task_name`), which `ps` shows on the node as its worker's title: "ray::normviz:ActivationsSpec:3fa2c1d09b7e".
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import logging
 import os
 import queue
@@ -24,6 +25,11 @@ import ray
 from ray.exceptions import RayError, TaskCancelledError
 
 log = logging.getLogger(__name__)
+
+
+def task_name(key: str) -> str:
+    """The Spec's class and a digest of its settings: one name per run."""
+    return f"normviz:{key.split(':', 1)[0]}:{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def connect(address: str) -> int:
@@ -83,7 +89,7 @@ class RayWorker:
         return _ready_task.remote().future()
 
     def train(self, job: int, run, spec, interval: float, upload) -> cf.Future:
-        task = _train_task.options(num_returns="streaming", name=f"normviz:{spec.key()[:12]}").remote(
+        task = _train_task.options(num_returns="streaming", name=task_name(spec.key())).remote(
             run, spec, interval, upload
         )
         self.cancel.task = task

@@ -8,7 +8,7 @@
 
 A replica that finds a lease follows the run through Redis instead of training it, so two replicas asked
 for the same new Spec train it once; a replica that finds the lease gone and no result takes the run over.
-The owner cancels a run only when no session follows it on any replica. Every call is short (0.5 s
+The owner cancels a run only when no session follows it on any replica. Every call is short (2 s
 timeouts); when Redis cannot be reached, the first failure is logged once, every call answers as if no other
 replica existed (each replica keeps its own memory and disk stores), and Redis is tried again every 10 s.
 Only normviz.service imports this module, and only when the variable is set.
@@ -31,7 +31,7 @@ WATCH_SECONDS = 3.0  # a replica renews its interest in a run every sync (0.25 s
 PARTIAL_MS = 30_000
 ERROR_MS = 30_000
 RESULT_SECONDS = 7 * 24 * 3600  # Redis evicts by its own policy too (maxmemory-policy allkeys-lru in deploy/)
-TIMEOUT = 0.5
+TIMEOUT = 2.0  # a loaded machine answered slower than 0.5 s; Redis that stopped refuses at once
 RETRY_SECONDS = 10.0
 
 # renew or drop a lease only while this replica holds it

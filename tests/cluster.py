@@ -158,7 +158,9 @@ def _driver(address: str):
 
 def ray_workers(key: str) -> list[psutil.Process]:
     """The Ray worker processes training the run of this Spec key now (Ray titles them by task name)."""
-    title = f"ray::normviz:{key[:12]}"
+    from normviz.ray_pool import task_name
+
+    title = f"ray::{task_name(key)}"
     found = []
     for process in psutil.process_iter(["cmdline"]):
         if process.info["cmdline"] and process.info["cmdline"][0].strip() == title:

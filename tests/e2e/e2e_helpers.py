@@ -29,6 +29,22 @@ SHOTS = Path(os.environ.get("NORMVIZ_SHOTS", "/tmp/normviz-e2e-shots"))
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 LOAD_TIMEOUT_S = float(os.environ.get("NORMVIZ_E2E_TIMEOUT", "300"))  # a page's first (training) load
 VIEWPORT = {"width": 1400, "height": 1000}
+# Each animation frame the browser paints: how many chart elements there are, and a digest of the charts'
+# data while a run's progress line is shown (an intermediate frame).
+WATCH_FRAMES = """() => {
+    const seen = window.__live = {maxCharts: 0, frames: new Set()};
+    const sample = () => {
+        const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+        seen.maxCharts = Math.max(seen.maxCharts, charts.length);
+        if (document.querySelector('[data-testid="stProgress"]')) {
+            const drawn = charts.map(c => c.querySelector('.js-plotly-plot')).filter(g => g && g._fullData);
+            if (drawn.length) seen.frames.add(drawn.map(g => g._fullData.map(t => t._length).join(',')).join('|'));
+        }
+    };
+    const tick = () => { requestAnimationFrame(tick); sample(); };
+    requestAnimationFrame(tick);
+    setInterval(sample, 100);  // also while no frame is painted (a busy renderer)
+}"""
 saved_shots: list[Path] = []
 figures: list[str] = []  # measured figures, printed in the pytest terminal summary
 

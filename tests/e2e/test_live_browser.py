@@ -12,22 +12,6 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-# Each animation frame the browser paints: how many chart elements there are, and a digest of the charts'
-# data while a run's progress line is shown (an intermediate frame).
-WATCH_FRAMES = """() => {
-    const seen = window.__live = {maxCharts: 0, frames: new Set()};
-    const sample = () => {
-        const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
-        seen.maxCharts = Math.max(seen.maxCharts, charts.length);
-        if (document.querySelector('[data-testid="stProgress"]')) {
-            const drawn = charts.map(c => c.querySelector('.js-plotly-plot')).filter(g => g && g._fullData);
-            if (drawn.length) seen.frames.add(drawn.map(g => g._fullData.map(t => t._length).join(',')).join('|'));
-        }
-    };
-    const tick = () => { requestAnimationFrame(tick); sample(); };
-    requestAnimationFrame(tick);
-    setInterval(sample, 100);  // also while no frame is painted (a busy renderer)
-}"""
 QUEUE_NOTICE = "ahead of yours"
 
 
@@ -65,7 +49,7 @@ def test_a_training_page_grows_its_charts_in_place(browser, one_worker):
     elements than the page's three charts."""
     page = browser.new_context(viewport=h.VIEWPORT).new_page()
     try:
-        page.add_init_script(f"({WATCH_FRAMES})()")
+        page.add_init_script(f"({h.WATCH_FRAMES})()")
         started = time.monotonic()
         page.goto(_activations(one_worker, 7301, steps=1000), wait_until="domcontentloaded")
         h.wait_idle(page)
