@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import queue
+import socket
 import threading
 
 import ray
@@ -33,7 +34,13 @@ def task_name(key: str) -> str:
 
 
 def connect(address: str) -> int:
-    """Join the cluster (once per process); how many CPUs it offers now."""
+    """Join the cluster (once per process); how many CPUs it offers now. Raises ConnectionError at once when
+    nothing listens at the address (ray.init would retry for a minute while the first page waits)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"nothing answers at {address!r} ({exc})") from exc
     if not ray.is_initialized():
         ray.init(address=address, namespace="normviz", log_to_driver=False, logging_level=logging.WARNING)
     return int(ray.cluster_resources().get("CPU", 1))
@@ -46,19 +53,19 @@ def cluster_cpus() -> int:
 @ray.remote(num_cpus=1, max_retries=0)
 def _ready_task() -> int:
     """Starts a worker and imports every experiment in it before the first run waits for them; its pid."""
-    from normviz import runtime, service
+    from normviz import runtime, worker
 
     runtime.configure_torch()
-    service.preload_experiments()
+    worker.preload_experiments()
     return os.getpid()
 
 
 @ray.remote(num_cpus=1, max_retries=0)
 def _train_task(run, spec, interval: float, upload):
-    from normviz import runtime, service
+    from normviz import runtime, worker
 
     runtime.configure_torch()  # one intra-op thread per run, as in a local worker
-    yield from service.train_steps(run, spec, interval, upload, encoded=True)
+    yield from worker.train_steps(run, spec, interval, upload, encoded=True)
 
 
 class _Cancel:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import heapq
-import importlib
 import itertools
 import logging
 import multiprocessing
@@ -36,8 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from normviz import cost, data, persist, runtime
-from normviz.config import SpecError
+from normviz import cost, data, persist, runtime, worker
 from normviz.data import DataError
 from normviz.runs import RunStore
 
@@ -78,15 +76,7 @@ def _enter_worker(cancel, partials, encoded: bool, process: bool) -> None:
     _worker.partials, _worker.encoded = partials, encoded
     if process:  # exiting must not wait for a partial result nobody reads any more
         partials.cancel_join_thread()
-        preload_experiments()
-
-
-def preload_experiments() -> None:
-    """A worker process imports every experiment now, not when its first run waits for them."""
-    from normviz.experiments import MODULES
-
-    for name in MODULES:
-        importlib.import_module(f"normviz.experiments.{name}")
+        worker.preload_experiments()
 
 
 def _ready() -> int:
@@ -94,38 +84,9 @@ def _ready() -> int:
     return os.getpid()
 
 
-def train_steps(run: Callable, spec, interval: float, upload: data.Upload | None, encoded: bool) -> Iterator[tuple]:
-    """Run to the end: ("partial", result) about every `interval` s, then one final ("done", result),
-    ("cancelled", None) or ("failed", one line). With `encoded`, results are arrays and JSON (persist.encode),
-    never pickles, as they leave a worker process."""
-    held = data.register(upload) if upload is not None else None  # noqa: F841 (a process's own registry is empty)
-    sent, result = float("-inf"), None
-    try:
-        for result in run(spec):
-            runtime.check_cancelled()
-            now = time.monotonic()
-            if not result.done and now - sent >= interval:  # encoded now: later steps may change its arrays
-                yield "partial", persist.encode(result) if encoded else result
-                sent = now
-    except runtime.Cancelled:
-        yield "cancelled", None
-        return
-    except (SpecError, DataError, OSError) as exc:
-        yield "failed", f"Cannot run with these settings: {exc}"
-        return
-    except Exception as exc:  # noqa: BLE001 (any error of a run becomes one line; the server log has the rest)
-        log.exception("run %s failed", getattr(run, "__qualname__", run))
-        yield "failed", f"The run stopped with an error ({type(exc).__name__}); the server log has the details."
-        return
-    if result is None:
-        yield "failed", "The run produced no result."
-    else:
-        yield "done", persist.encode(result) if encoded else result
-
-
 def _train(job: int, run: Callable, spec, interval: float, upload: data.Upload | None) -> tuple[str, object]:
     """A slot's job in its worker: partial results go to the slot's queue; returns the final (outcome, value)."""
-    for outcome, value in train_steps(run, spec, interval, upload, _worker.encoded):
+    for outcome, value in worker.train_steps(run, spec, interval, upload, _worker.encoded):
         if outcome == "partial":
             _worker.partials.put((job, value))
     return outcome, value  # the last one is the final outcome

@@ -151,7 +151,8 @@ def spec_controls(
     missing = [n for n in names if f"{page}.{n}" not in st.session_state]
     first = len(missing) == len(names) or PRESET_PARAM in st.query_params
     if missing or first:
-        params = {k: st.query_params.get_all(k) for k in st.query_params if k != PRESENT_PARAM}
+        skip = {PRESENT_PARAM, *_shown_names(page)}  # the main-area controls read their own (show_control)
+        params = {k: st.query_params.get_all(k) for k in st.query_params if k not in skip}
         warnings, start = [], spec_cls()
         wanted = params.pop(PRESET_PARAM, [CUSTOM])[-1]
         if wanted in presets:
@@ -170,6 +171,8 @@ def spec_controls(
             _seed(page, spec, missing, info)
         else:
             _seed(page, spec, list(info), info)
+            if wanted == CUSTOM:  # a link with a preset's settings opens with that preset chosen
+                wanted = next((n for n, preset in presets.items() if preset.spec(spec_cls) == spec), CUSTOM)
             st.session_state[preset_key] = wanted
             st.session_state[f"{page}.hidden"] = {k: getattr(spec, k) for k in info if k not in names}
             for w in warnings + url_warnings:
@@ -215,12 +218,55 @@ def spec_controls(
         _next_lesson(page, matching[0])
     elif chosen in presets:
         st.caption(f"Settings changed since the preset “{chosen}”.")
-    query = spec.to_query()
+    query = spec.to_query() | _shown_params(page)
     written = query | ({PRESENT_PARAM: "1"} if presenting() else {})
     if {k: st.query_params.get(k) for k in st.query_params} != written:
         st.query_params.from_dict(written)
-    _link(container, query)  # the link for students: without presenter mode
+    _local.link = (container.empty(), query)  # the link for students (without presenter mode); show_control updates it
+    _link(*_local.link)
     return spec
+
+
+def _shown_names(page: str) -> tuple[str, ...]:
+    return views.BY_NAME[page].shown if page in views.BY_NAME else ()
+
+
+def _shown_params(page: str) -> dict[str, str]:
+    """The main-area controls' URL values: as last drawn in this session, else as the URL has them."""
+    drawn = st.session_state.get(f"{page}.shown", {})
+    return {n: drawn.get(n, st.query_params.get(n)) for n in _shown_names(page) if n in drawn or n in st.query_params}
+
+
+def show_control(page: str, name: str, widget: Callable, label: str, options, *, default, key: str | None = None, **kw):
+    """A main-area control (what the charts show, not what trains): `widget` is a bound st.segmented_control,
+    st.radio, st.selectbox or st.multiselect. Its value is the URL parameter `name` (listed in the view's
+    `shown`), so a link reproduces the view; a value in a link that is not an option is named in a warning."""
+    key, options = key or f"{page}.{name}", list(options)
+    many = widget.__name__ in ("multiselect", "pills") and kw.get("selection_mode", "multi") == "multi"
+    if key not in st.session_state and name in st.query_params:
+        text = st.query_params[name]
+        by_text = {str(o): o for o in options}
+        words = [w for w in text.split(",") if w] if many else [text]
+        if all(w in by_text for w in words):
+            st.session_state[key] = [by_text[w] for w in words] if many else by_text[words[0]]
+        else:
+            choices = ", ".join(quote(str(o)) for o in options)
+            st.warning(f"URL parameter `{name}`={quote(text)} is not one of {choices}; showing the default.")
+    current = st.session_state.get(key, default)
+    if widget.__name__ in ("radio", "selectbox"):
+        kw["index"] = options.index(current) if current in options else 0
+    else:
+        kw["default"] = current
+    value = widget(label, options, key=key, **kw)
+    text = ",".join(map(str, value)) if many else str(value)
+    drawn = st.session_state.setdefault(f"{page}.shown", {})
+    if drawn.get(name) != text or st.query_params.get(name) != text:
+        drawn[name] = st.query_params[name] = text
+        slot, query = getattr(_local, "link", (None, {}))
+        if slot is not None:
+            _local.link = (slot, query | {name: text})
+            _link(*_local.link)
+    return value
 
 
 def _next_lesson(view: str, preset: str) -> None:
@@ -343,9 +389,10 @@ def settingless_page() -> None:
         del st.query_params[key]
 
 
-def _link(container, query: dict):
+def _link(slot, query: dict):
     base = public_url(st.context.url)
     if base:
+        container = slot.container()
         container.caption("Link to this view (copy button on the right):")
         container.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
         with container.popover("QR code", icon=":material/qr_code_2:"):

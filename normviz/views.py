@@ -17,6 +17,7 @@ class View:
     icon: str  # a Material Symbols name
     experiment: str  # normviz.experiments.<experiment> holds the view's Spec class and PRESETS
     spec_name: str  # the Spec class of the whole page (all its settings)
+    shown: tuple[str, ...] = ()  # URL parameters of its main-area controls: what the charts show, not what trains
 
     @property
     def page(self) -> str:
@@ -35,9 +36,16 @@ class View:
 
 
 VIEWS = (
-    View("activations", "Activations", "bar_chart", "activations", "ActivationsSpec"),
+    View("activations", "Activations", "bar_chart", "activations", "ActivationsSpec", ("quantity",)),
     View("init_sweep", "Init-scale sweep", "grid_view", "init_sweep", "InitSweepSpec"),
-    View("running_stats", "Running statistics", "show_chart", "running_stats", "MomentumSpec"),
+    View(
+        "running_stats",
+        "Running statistics",
+        "show_chart",
+        "running_stats",
+        "MomentumSpec",
+        ("momenta_shown", "layer", "channel", "population"),
+    ),
     View("train_vs_inference", "Train vs inference", "compare_arrows", "inference", "TrainVsInferenceSpec"),
     View("alternatives", "Alternatives", "tune", "alternatives", "AlternativesSpec"),
     View("by_hand", "BN by hand", "edit_note", "by_hand", "ByHandSpec"),

@@ -9,10 +9,12 @@ st.title("Activations with and without BatchNorm")
 st.caption("Two MLPs start from identical weights and train on the same batches; only one has BatchNorm.")
 spec = ui.spec_controls(ActivationsSpec, "activations", presets=PRESETS)
 font = ui.font_size()
-quantity = st.segmented_control(
+quantity = ui.show_control(
+    "activations",
+    "quantity",
+    st.segmented_control,
     "Histogram of",
-    list(figs.QUANTITY_TITLES),
-    key="activations.quantity",
+    figs.QUANTITY_TITLES,
     default="act",
     format_func=lambda q: figs.QUANTITY_TITLES[q].split(" (")[0],
 )

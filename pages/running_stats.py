@@ -27,28 +27,44 @@ font = ui.font_size()
 
 labels, channels = spec.row_labels(), min(spec.width, rs.TRACE_CHANNELS)
 c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
-shown = c1.multiselect(
+shown = ui.show_control(
+    "running_stats",
+    "momenta_shown",
+    c1.multiselect,
     "Momenta shown (no retraining)",
     range(len(labels)),
     default=list(range(len(labels))),
     format_func=labels.__getitem__,
     key=f"running_stats.shown.{'|'.join(labels)}",
 )
-layer = c2.selectbox(
+layer = ui.show_control(
+    "running_stats",
+    "layer",
+    c2.selectbox,
     "Layer (A)",
     range(spec.depth),
+    default=min(1, spec.depth - 1),  # layer 1's input mean is 0
     format_func=lambda i: f"layer {i + 1}",
-    index=min(1, spec.depth - 1),
     key=f"running_stats.layer{spec.depth}",
-)  # layer 1's input mean is 0
-channel = c3.selectbox(
-    "Channel (A)", range(channels), format_func=lambda i: f"channel {i + 1}", key=f"running_stats.channel{channels}"
 )
-population = c4.radio(
+channel = ui.show_control(
+    "running_stats",
+    "channel",
+    c3.selectbox,
+    "Channel (A)",
+    range(channels),
+    default=0,
+    format_func=lambda i: f"channel {i + 1}",
+    key=f"running_stats.channel{channels}",
+)
+population = ui.show_control(
+    "running_stats",
+    "population",
+    c4.radio,
     "Population (B)",
-    list(rs.POPULATIONS),
+    rs.POPULATIONS,
+    default=next(iter(rs.POPULATIONS)),
     format_func=figs.POPULATION_NAMES.get,
-    key="running_stats.population",
     horizontal=True,
 )
 

@@ -15,7 +15,7 @@ from normviz import service
 from normviz.experiments import activations
 from normviz.runs import final
 from normviz.service import RunService
-from tests.cluster import ray_workers, start_ray, start_redis
+from tests.cluster import free_port, ray_workers, start_ray, start_redis
 from tests.test_service import finish, state, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -161,3 +161,21 @@ def test_replicas_keep_working_on_their_own_stores_when_redis_stops(redis_server
         assert finish(replica_a.submit(before, activations.run, follower="a")).status().state == "done"
     unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(unreachable) == 2  # said once by each replica
+
+
+def test_an_unreachable_ray_address_and_a_bad_redis_url_fall_back_to_this_machine_at_once(monkeypatch, caplog):
+    monkeypatch.setenv("NORMVIZ_RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NORMVIZ_REDIS_URL", "http://redis.example:6379")
+    monkeypatch.setenv("NORMVIZ_WORKERS", "0")
+    monkeypatch.setattr(service, "_default", None)
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="normviz.service"):
+        fallback = service.default_service()
+    try:
+        assert time.monotonic() - started < 10
+        assert fallback.cluster is None and fallback.shared is None and not fallback.processes
+        messages = " ".join(r.getMessage() for r in caplog.records)
+        assert "cannot join the Ray cluster" in messages and "is not a Redis URL" in messages
+        assert finish(fallback.submit(spec(seed=113, steps=50), activations.run, follower="s")).status().state == "done"
+    finally:
+        fallback.shutdown()

@@ -255,11 +255,14 @@ def chart_digest(page) -> list[str]:
         })""")
 
 
-def widget_state(page) -> dict[str, str]:
-    """Kind:label -> value of every widget in the sidebar (also those in a collapsed expander)."""
-    return page.evaluate("""() => {
-        const root = document.querySelector('[data-testid="stSidebarUserContent"]')
-                     || document.querySelector('[data-testid="stSidebar"]');
+def widget_state(page, area: str = "sidebar") -> dict[str, str]:
+    """Kind:label -> value of every widget in the sidebar (also those in a collapsed expander), or in the
+    main area (area="main")."""
+    return page.evaluate(
+        """(area) => {
+        const root = area === 'main' ? document.querySelector('[data-testid="stMain"]')
+                     : document.querySelector('[data-testid="stSidebarUserContent"]')
+                       || document.querySelector('[data-testid="stSidebar"]');
         const out = {};
         if (!root) return out;
         const kinds = ['stSlider', 'stSelectbox', 'stMultiSelect', 'stCheckbox', 'stToggle', 'stTextInput',
@@ -281,7 +284,9 @@ def widget_state(page) -> dict[str, str]:
             });
         }
         return out;
-    }""")
+    }""",
+        area,
+    )
 
 
 def nav_links(page) -> list[tuple[str, str]]:

@@ -4,9 +4,12 @@ slider or select changes a chart, and the URL the app wrote reproduces the view 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import e2e_helpers as h
 import pytest
+
+from normviz.experiments import running_stats as rs
 
 pytestmark = pytest.mark.browser
 
@@ -129,3 +132,33 @@ def test_every_page_renders_reacts_and_shares(browser, app_pages, subtests):
     for p in app_pages:
         with subtests.test(msg=p.slug):
             _check_page(browser, p)
+
+
+def _view_link(page) -> str:
+    """The "Link to this view" the sidebar offers students."""
+    return page.locator('[data-testid="stSidebar"] [data-testid="stCode"]').first.inner_text().strip()
+
+
+def test_a_link_with_main_area_controls_and_a_preset_reproduces_them(app_server, browser):
+    preset = "tiny momentum lags"
+    notice = rs.PRESETS[preset].notice[:40]
+    query = urlencode({"preset": preset, "layer": 2, "population": "eval", "momenta_shown": "0,2"})
+    teacher = browser.new_context(viewport=h.VIEWPORT).new_page()
+    student = browser.new_context(viewport=h.VIEWPORT).new_page()
+    try:
+        h.goto_idle(teacher, f"{app_server.base}/running_stats?{query}")
+        link = _view_link(teacher)
+        assert all(part in link for part in ("layer=2", "population=eval", "momenta_shown=0%2C2")), link
+        shown = h.widget_state(teacher, "main")
+        assert shown["stSelectbox:Layer (A)"] == "layer 3", shown
+        assert any(notice in text for text in h.alerts(teacher, "Info"))
+        h.goto_idle(student, link)  # a fresh browser: no session, only the link
+        assert h.widget_state(student, "main") == shown and h.widget_state(student) == h.widget_state(teacher)
+        assert h.chart_digest(student) == h.chart_digest(teacher) and not h.problems(student)
+        assert any(notice in text for text in h.alerts(student, "Info"))  # the settings are the preset's
+        student.locator('[data-testid="stRadio"]').get_by_text("PreciseBN", exact=False).first.click()
+        h.wait_idle(student)
+        assert "population=precise" in _view_link(student) and "population=precise" in student.url
+    finally:
+        teacher.context.close()
+        student.context.close()
