@@ -1,6 +1,6 @@
 """Run the benchmark suite and print one table:
 
-    python -m bench            # everything, about 10 minutes on 2 cores
+    python -m bench            # everything, about 15 minutes on 2 cores (ray: about 5)
     python -m bench --quick    # fewer repeats and shorter runs, to check that the suite works
     python -m bench --only init_sweep,telemetry
 
