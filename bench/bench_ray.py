@@ -1,4 +1,4 @@
-"""(9) The run service on a Ray cluster (RunService(ray_address=...), normviz/ray_pool.py) on this machine.
+"""(10) The run service on a Ray cluster (RunService(ray_address=...), normviz/ray_pool.py) on this machine.
 
 - Scaling: bench_service's class simulation (sessions arriving over a few seconds, each with a spec of its own,
   half of them changing a setting once mid-run), uncached, through a cluster of 1 node and then of 2 nodes
@@ -172,7 +172,7 @@ def run(quick: bool = False) -> list[Row]:
 
     return [
         Row(
-            "(9) Ray: class throughput, 2 nodes vs 1",
+            "(10) Ray: class throughput, 2 nodes vs 1",
             f"{rate2 * 60:.1f} runs/min",
             f"{rate1 * 60:.1f} runs/min",
             f"{ratio:.2f}x",
@@ -184,10 +184,10 @@ def run(quick: bool = False) -> list[Row]:
             f"other processes' CPU meanwhile {others[2]} s vs {others[1]} s (0 on a quiet machine); "
             f"clusters started in {max(starts):.0f} s at most",
         ),
-        *class_rows(one, "(9) Ray, 1 node, a class"),
-        *class_rows(two, "(9) Ray, 2 nodes, a class"),
+        *class_rows(one, "(10) Ray, 1 node, a class"),
+        *class_rows(two, "(10) Ray, 2 nodes, a class"),
         Row(
-            "(9) Ray: time to first frame, one run, warm",
+            "(10) Ray: time to first frame, one run, warm",
             f"{ray_med:.3f} s",
             f"{local_med:.3f} s local",
             f"+{added:.3f} s",
@@ -197,7 +197,7 @@ def run(quick: bool = False) -> list[Row]:
             f"local worker process {min(on_local):.3f}-{max(on_local):.3f} s; 1-node cluster",
         ),
         Row(
-            "(9) Ray: time to first frame, first run on a fresh cluster (cold)",
+            "(10) Ray: time to first frame, first run on a fresh cluster (cold)",
             f"{cold:.2f} s",
             f"{ray_med:.3f} s warm",
             f"{cold / ray_med:.0f}x",
