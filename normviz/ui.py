@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
 import plotly.graph_objects as go
+import segno
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -150,9 +151,11 @@ def spec_controls(
     # too, which still holds the last settings: unseeded, it would show its minimum.
     missing = [n for n in names if f"{page}.{n}" not in st.session_state]
     first = len(missing) == len(names) or PRESET_PARAM in st.query_params
+    _local.shown_in_url = {}
     if missing or first:
-        skip = {PRESENT_PARAM, *_shown_names(page)}  # the main-area controls read their own (show_control)
+        skip = {PRESENT_PARAM, *_shown_names(page)}  # the main-area controls check their own (show_control)
         params = {k: st.query_params.get_all(k) for k in st.query_params if k not in skip}
+        _local.shown_in_url = {k: st.query_params.get_all(k) for k in _shown_names(page) if k in st.query_params}
         warnings, start = [], spec_cls()
         wanted = params.pop(PRESET_PARAM, [CUSTOM])[-1]
         if wanted in presets:
@@ -171,8 +174,6 @@ def spec_controls(
             _seed(page, spec, missing, info)
         else:
             _seed(page, spec, list(info), info)
-            if wanted == CUSTOM:  # a link with a preset's settings opens with that preset chosen
-                wanted = next((n for n, preset in presets.items() if preset.spec(spec_cls) == spec), CUSTOM)
             st.session_state[preset_key] = wanted
             st.session_state[f"{page}.hidden"] = {k: getattr(spec, k) for k in info if k not in names}
             for w in warnings + url_warnings:
@@ -232,9 +233,9 @@ def _shown_names(page: str) -> tuple[str, ...]:
 
 
 def _shown_params(page: str) -> dict[str, str]:
-    """The main-area controls' URL values: as last drawn in this session, else as the URL has them."""
+    """The main-area controls' URL values as last drawn in this session (show_control checks a link's first)."""
     drawn = st.session_state.get(f"{page}.shown", {})
-    return {n: drawn.get(n, st.query_params.get(n)) for n in _shown_names(page) if n in drawn or n in st.query_params}
+    return {n: drawn[n] for n in _shown_names(page) if n in drawn}
 
 
 def show_control(page: str, name: str, widget: Callable, label: str, options, *, default, key: str | None = None, **kw):
@@ -243,15 +244,18 @@ def show_control(page: str, name: str, widget: Callable, label: str, options, *,
     `shown`), so a link reproduces the view; a value in a link that is not an option is named in a warning."""
     key, options = key or f"{page}.{name}", list(options)
     many = widget.__name__ in ("multiselect", "pills") and kw.get("selection_mode", "multi") == "multi"
-    if key not in st.session_state and name in st.query_params:
-        text = st.query_params[name]
-        by_text = {str(o): o for o in options}
-        words = [w for w in text.split(",") if w] if many else [text]
-        if all(w in by_text for w in words):
+    in_url = getattr(_local, "shown_in_url", {})  # spec_controls kept them before it rewrote the URL
+    if key not in st.session_state and name in in_url:
+        given, by_text = in_url[name], {str(o): o for o in options}
+        words = (given[0].split(",") if given[0] else []) if many else given[:1]
+        if len(given) > 1:
+            st.warning(f"URL parameter {quote(name)} was given {len(given)} times; showing the default.")
+        elif all(w in by_text for w in words) and len(set(words)) == len(words):
             st.session_state[key] = [by_text[w] for w in words] if many else by_text[words[0]]
         else:
             choices = ", ".join(quote(str(o)) for o in options)
-            st.warning(f"URL parameter `{name}`={quote(text)} is not one of {choices}; showing the default.")
+            what = "a list of distinct values from" if many else "one of"
+            st.warning(f"URL parameter {quote(name)}={quote(given[0])} is not {what} {choices}; showing the default.")
     current = st.session_state.get(key, default)
     if widget.__name__ in ("radio", "selectbox"):
         kw["index"] = options.index(current) if current in options else 0
@@ -396,7 +400,10 @@ def _link(slot, query: dict):
         container.caption("Link to this view (copy button on the right):")
         container.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
         with container.popover("QR code", icon=":material/qr_code_2:"):
-            st.image(qr_png(f"{base}?{urlencode(query)}"), caption="This view, for phones")
+            try:
+                st.image(qr_png(f"{base}?{urlencode(query)}"), caption="This view, for phones")
+            except segno.DataOverflowError:  # a QR code holds at most about 2,900 characters
+                st.caption("This link is too long for a QR code; share it as text.")
 
 
 def public_url(url: str | None) -> str | None:
@@ -424,7 +431,6 @@ def _public_base() -> str:
 @functools.lru_cache(maxsize=64)
 def qr_png(text: str) -> bytes:
     """A QR code of `text` as PNG (segno, pure Python)."""
-    import segno
 
     buffer = io.BytesIO()
     segno.make(text, error="m").save(buffer, kind="png", scale=8, border=2)

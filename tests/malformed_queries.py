@@ -69,13 +69,17 @@ def spec_classes() -> list[type]:
     return list(found.values())
 
 
-def spec_kinds(names) -> dict[str, str] | None:
-    """Field kinds of the Spec class whose fields are exactly these URL keys (None if no class matches):
-    the URL cannot tell a free-text field with a number in it ("1") from a number."""
+def spec_kinds(defaults: dict[str, str]) -> dict[str, str] | None:
+    """Field kinds of the Spec class whose fields are exactly these URL keys, less the main-area controls'
+    (views' `shown`: a list if its default is, else a select); None if no class matches. The URL cannot
+    tell a free-text field with a number in it ("1") from a number."""
+    from normviz import views
+
+    shown = {n for view in views.VIEWS for n in view.shown} & set(defaults)
     for cls in spec_classes():
         info = cls.field_info()
-        if set(info) == set(names):
-            return {
+        if set(info) == set(defaults) - shown:
+            return {n: "tuple" if "," in defaults[n] else "select" for n in shown} | {
                 n: (
                     "select"
                     if i["choices"] and i["kind"] is str
