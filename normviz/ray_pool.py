@@ -43,10 +43,11 @@ def connect(address: str) -> int:
         raise ConnectionError(f"nothing answers at {address!r} ({exc})") from exc
     if not ray.is_initialized():
         ray.init(address=address, namespace="normviz", log_to_driver=False, logging_level=logging.WARNING)
-    return int(ray.cluster_resources().get("CPU", 1))
+    return max(1, cluster_cpus())  # a cluster with no CPU yet still gets a slot: its run waits in Ray's queue
 
 
 def cluster_cpus() -> int:
+    """How many CPUs the cluster offers now (nodes join and leave)."""
     return int(ray.cluster_resources().get("CPU", 0))
 
 
