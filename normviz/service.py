@@ -31,11 +31,12 @@ import sys
 import threading
 import time
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from normviz import cost, data, persist, runtime, worker
+from normviz import cost, data, persist, playback, runtime, worker
 from normviz.data import DataError
 from normviz.runs import RunStore
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 SESSION, WARM = 0, 1  # a session's run always takes the next free worker ahead of any WARM job
 HEARTBEAT_TIMEOUT = 1.5  # seconds of silence after which a follower counts as gone (its tab was closed)
+TAPES_KEPT, TAPE_KEPT_S = 16, 1800  # finished runs whose frames stay replayable, and for how long
 PARTIAL_INTERVAL = 0.25  # at most about four partial results a second cross from a worker
 DEFAULT_SECONDS = 5.0  # a run's duration before the cost model or a finished run of its kind says better
 KILLED = "the worker training this run stopped (killed or out of memory); retry"
@@ -110,6 +112,7 @@ class _Run:
         self.remote = False  # another replica trains it; this one follows it through the shared store
         self.orphaned = False  # claimed, no session here follows it: cancelled unless one on another replica does
         self.partial_encoded, self.published = None, True  # the newest partial result as it goes to other replicas
+        self.tape: list = []  # its partial results so far (playback.record), then the final one: for replays
 
     def __repr__(self):
         return f"_Run({self.key[:12]}, {self.state}, followers={len(self.followers)})"
@@ -240,6 +243,7 @@ class RunService:
         self._following: dict[str, _Run] = {}  # follower -> its one run
         self._seen: dict[str, float] = {}  # follower -> monotonic time of its last sign of life
         self._durations: dict[str, float] = {}  # run kind -> seconds of its latest finished run
+        self._tapes: OrderedDict[str, tuple[list, float]] = OrderedDict()  # key -> finished run's tape, when kept
         self._closed = threading.Event()
         self._slots = [_Slot(self, i) for i in range(self.workers)]
         self._watchdog = threading.Thread(target=self._watch, name="normviz-heartbeats", daemon=True)
@@ -311,6 +315,26 @@ class RunService:
             if found is not None:
                 self.store.put(key, found)
         return found
+
+    def tape(self, key: str) -> list:
+        """The frames of a run this server trained or followed: its partial results so far, then the final one.
+        Kept for TAPE_KEPT_S after the run ended (the newest TAPES_KEPT runs); [] when there is none."""
+        with self._lock:
+            entry = self._active.get(key)
+            if entry is not None:
+                return list(entry.tape)
+            found = self._tapes.get(key)
+            if found is None or time.monotonic() - found[1] > TAPE_KEPT_S:
+                return []
+            return list(found[0])
+
+    def _keep_tape(self, entry: _Run, final) -> None:
+        playback.record(entry.tape, final)
+        if len(entry.tape) > 1:  # a run with no partial result has nothing to replay
+            self._tapes[entry.key] = (entry.tape, time.monotonic())
+            self._tapes.move_to_end(entry.key)
+            while len(self._tapes) > TAPES_KEPT:
+                self._tapes.popitem(last=False)
 
     def shutdown(self) -> None:
         """Cancel every run and stop the workers."""
@@ -462,7 +486,8 @@ class RunService:
                 self._replace(slot)
                 outcome = "failed"
             if outcome == "cancelled" and entry.requeue and not self._closed.is_set():
-                entry.state, entry.cancelling, entry.requeue, entry.latest = "queued", False, False, None
+                entry.state, entry.cancelling, entry.requeue = "queued", False, False
+                entry.latest, entry.tape = None, []
                 self._queue.append(entry)
             else:
                 if outcome == "cancelled":
@@ -471,6 +496,7 @@ class RunService:
                 if outcome == "done":
                     entry.latest = value
                     self.store.put(entry.key, value)
+                    self._keep_tape(entry, value)
                     self._durations[_kind(entry.run)] = time.monotonic() - entry.started
                 elif outcome == "failed":
                     entry.error = value
@@ -508,6 +534,7 @@ class RunService:
                 entry = slot.run
                 if entry is not None and entry.job == job and entry.state == "running":
                     entry.latest = result
+                    playback.record(entry.tape, result)
                     if entry.claimed:
                         entry.partial_encoded, entry.published = payload, False
 
@@ -569,14 +596,17 @@ class RunService:
         if result is not None and (final := _decoded(result)) is not None:
             entry.state, entry.latest = "done", final
             self.store.put(entry.key, final)
+            self._keep_tape(entry, final)
             del self._active[entry.key]
         elif error is not None:
             entry.state, entry.error = "failed", error
             del self._active[entry.key]
         elif leased and partial is not None and partial != entry.partial_encoded:
             entry.partial_encoded, entry.latest = partial, _decoded(partial) or entry.latest
+            playback.record(entry.tape, entry.latest)
         elif not leased and claimed:  # its replica went away (or Redis did): train it here
-            entry.remote, entry.claimed, entry.state, entry.latest = False, self.shared.up, "queued", None
+            entry.remote, entry.claimed, entry.state = False, self.shared.up, "queued"
+            entry.latest, entry.tape = None, []
             self._queue.append(entry)
 
     def _remaining(self, entry: _Run, now: float) -> float:

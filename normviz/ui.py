@@ -26,7 +26,7 @@ import segno
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from normviz import cost, data, tour, views
+from normviz import cost, data, playback, tour, views
 from normviz.config import DataSpec, Preset, Spec, SpecError, quote, unknown_parameter
 from normviz.data import DataError
 from normviz.figures import export
@@ -40,6 +40,7 @@ LIVE_FRAME_S = 0.25  # a live run's fragment timer: about 4 frames a second reac
 MAX_FRAME_S = 2.0  # the longest timer a slow frame can set
 _FAILED = "ui.failed"  # session state: spec key -> why its run failed, shown with Retry until clicked
 _HANDLES = "ui.handles"  # session state: show_run's label -> the handle of the run it follows
+_PLAYBACK = "ui.playback"  # session state: show_run's label -> its playback.Playback (a place on the run's tape)
 _INTERVALS = "ui.frame_intervals"  # session state: show_run's label -> its live fragment's timer (seconds)
 _PRESENT = "ui.present"  # session state: presenter mode (a plain key, not a widget's: it outlives page changes)
 _PRESENT_SWITCH = "ui.present-switch"  # the sidebar switch's widget key, seeded from _PRESENT on every run
@@ -550,9 +551,13 @@ def show_run(
     service = default_service()
     key = spec.key()
     final = service.result(key)
-    if final is not None:
-        _frame(render, final, True)
+    replaying = final is not None and _playback(label, key) is not None and service.tape(key)
+    if final is not None and not replaying:
+        _frame(render, final, True, controls=lambda: _replay_button(label, key))
         return final
+    if replaying:
+        st.fragment(_follow, run_every=LIVE_FRAME_S)(None, render, label, None, key)
+        return None
     failed = st.session_state.setdefault(_FAILED, {})
     handles = st.session_state.setdefault(_HANDLES, {})
     previous = handles.get(label)
@@ -575,30 +580,46 @@ def show_run(
         st.error(str(exc), icon=":material/block:")
         return None
     interval = st.session_state.get(_INTERVALS, {}).get(label, LIVE_FRAME_S)
-    st.fragment(_follow, run_every=interval)(handle, render, label, follower)
+    st.fragment(_follow, run_every=interval)(handle, render, label, follower, key)
     return None
 
 
-def _follow(handle, render, label: str, follower: str | None):
-    """One live frame, run by a fragment on a timer (reading the handle tells the service the tab is open)."""
-    status = handle.status()
-    if status.state == "failed":
-        st.session_state.setdefault(_FAILED, {})[handle.key] = status.error or "The run stopped with an error."
-    if status.state in ("done", "failed", "cancelled"):  # cancelled: e.g. the server was too busy to say so
+def _follow(handle, render, label: str, follower: str | None, key: str):
+    """One live frame, run by a fragment on a timer: the run's newest frame, or the session's place on its
+    tape (paused, slowed, replayed). handle=None replays a finished run. Reading the handle tells the service
+    that the tab is open."""
+    status = handle.status() if handle is not None else None
+    if status is not None and status.state == "failed":
+        st.session_state.setdefault(_FAILED, {})[key] = status.error or "The run stopped with an error."
+    place = _playback(label, key)
+    if status is not None and (
+        status.state in ("failed", "cancelled")  # cancelled: e.g. the server was too busy to say so
+        or (status.state == "done" and (place is None or place.shown is None))
+    ):
         _keep_alive(follower, None)
         st.rerun(scope="app")  # the page draws the final result, the error and Retry, or submits again
     _keep_alive(follower, _session_id())
-    if status.state == "queued":  # every worker is busy: yours starts when the queued ones ahead and one more end
+    if status is not None and status.state == "queued":  # every worker is busy: yours starts after the ones ahead
         ahead = status.ahead + 1
         text = f"{ahead} run{'s' if ahead != 1 else ''} ahead of yours, about {status.eta_seconds:.0f} s"
         st.info(text, icon=":material/hourglass_top:")
         return
-    latest, started = handle.latest(), time.monotonic()
-    progress = min(max(status.progress, 0.0), 1.0)
-    if latest is None:
-        st.progress(progress, text=f"{label}… starting")
+    tape, started = default_service().tape(key), time.monotonic()
+    if not tape:
+        if status is None:  # the tape expired during a replay
+            _playback_states().pop(label, None)
+            st.rerun(scope="app")
+        st.progress(0.0, text=f"{label}… starting")
         return
-    _frame(render, latest, False, f"{label}… {progress:.0%}", progress)
+    frame = place.tick(tape) if place is not None else tape[-1]
+    if place is not None and place.playing and place.at_end(tape):
+        if status is None or status.state == "done":  # played to the final result: drawn with its downloads
+            _playback_states().pop(label, None)
+            st.rerun(scope="app")
+        if place.speed == 1.0:  # caught up with the run: follow its newest frame again
+            place.shown = None
+    progress = min(max(frame.progress, 0.0), 1.0)
+    _frame(render, frame, False, _frame_text(label, progress, place), progress, lambda: _player(label, key))
     # a session's frames may take at most a quarter of the server's time: a slow frame (large figures, a busy
     # machine) lengthens this session's timer, which only a full rerun can set
     intervals = st.session_state.setdefault(_INTERVALS, {})
@@ -606,6 +627,91 @@ def _follow(handle, render, label: str, follower: str | None):
     if wanted > 2 * now or wanted < now / 2:
         intervals[label] = wanted
         st.rerun(scope="app")
+
+
+def _playback_states() -> dict[str, playback.Playback]:
+    return st.session_state.setdefault(_PLAYBACK, {})
+
+
+def _playback(label: str, key: str) -> playback.Playback | None:
+    """This session's place on the tape of the run shown under `label`, if it has taken one."""
+    place = _playback_states().get(label)
+    return place if place is not None and place.key == key else None
+
+
+def _frame_text(label: str, progress: float, place: playback.Playback | None) -> str:
+    if place is None or place.shown is None:
+        return f"{label}… {progress:.0%}"
+    speed = next(name for name, value in playback.SPEEDS.items() if value == place.speed)
+    return f"{label}: {progress:.0%} of the run, {'playing at ' + speed if place.playing else 'paused'}"
+
+
+def _act(label: str, key: str, action: str, *args) -> None:
+    """A player button's callback: move this session's place on the run's tape."""
+    tape = default_service().tape(key)
+    if not tape:
+        return
+    place = _playback(label, key)
+    if place is None:
+        place = _playback_states()[label] = playback.Playback(key)
+    getattr(place, action)(*args, tape)
+
+
+def _set_speed(label: str, key: str) -> None:
+    chosen = st.session_state.get(f"speed.{label}")
+    _act(label, key, "set_speed", playback.SPEEDS.get(chosen, 1.0))
+
+
+def _player(label: str, key: str) -> None:
+    """Pause / play, one step, restart from step 0, and the speed: over the frames the run has recorded."""
+    place = _playback(label, key)
+    paused = place is not None and not place.playing
+    row = st.container(horizontal=True, gap="small", vertical_alignment="center")
+    if paused:
+        row.button("Play", key=f"play.{label}", on_click=_act, args=(label, key, "play"), icon=":material/play_arrow:")
+    else:
+        row.button("Pause", key=f"pause.{label}", on_click=_act, args=(label, key, "pause"), icon=":material/pause:")
+    row.button(
+        "Step",
+        key=f"step.{label}",
+        on_click=_act,
+        args=(label, key, "step"),
+        icon=":material/skip_next:",
+        help="Pause, then show the next chunk of steps",
+    )
+    row.button(
+        "Restart",
+        key=f"restart.{label}",
+        on_click=_act,
+        args=(label, key, "restart"),
+        icon=":material/replay:",
+        help="Play the run again from step 0 (the same seed gives the same frames, so nothing trains again)",
+    )
+    speed = next(name for name, value in playback.SPEEDS.items() if value == (place.speed if place else 1.0))
+    st.session_state[f"speed.{label}"] = speed
+    row.segmented_control(
+        "Speed",
+        list(playback.SPEEDS),
+        key=f"speed.{label}",
+        on_change=_set_speed,
+        args=(label, key),
+        label_visibility="collapsed",
+        help="Slow the frames down, so that a class can watch them change",
+    )
+
+
+def _replay_button(label: str, key: str) -> None:
+    """Under a finished run this server trained recently: play its training again from step 0."""
+    if len(default_service().tape(key)) > 1:
+        st.button(
+            "Replay the training",
+            key=f"replay.{label}",
+            on_click=_act,
+            args=(label, key, "restart"),
+            icon=":material/replay:",
+            type="tertiary",
+            help="Its frames, from step 0, with pause, step and a slower speed",
+        )
 
 
 def _frame_interval(frame_seconds: float) -> float:
@@ -659,12 +765,15 @@ def _confirm_followers() -> None:
             default_service().heartbeat(follower)
 
 
-def _frame(render, result, final: bool, text: str = "", progress: float = 0.0):
-    """Draw a result in the same element tree on every frame: the progress line (empty in the final draw),
-    then the charts. Each chart keeps its place and key; on a live frame the charts are drawn last, one
-    after the other, so that the browser holds the previous frame's charts for as short a time as possible
-    while it draws the new ones."""
+def _frame(render, result, final: bool, text: str = "", progress: float = 0.0, controls=None):
+    """Draw a result in the same element tree on every frame: the player's buttons and the progress line
+    (empty in the final draw), then the charts. Each chart keeps its place and key; on a live frame the charts
+    are drawn last, one after the other, so that the browser holds the previous frame's charts for as short a
+    time as possible while it draws the new ones."""
     with st.container():
+        with st.container():
+            if controls is not None:
+                controls()
         if text:
             st.progress(progress, text=text)
         else:

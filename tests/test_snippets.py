@@ -1,6 +1,7 @@
 """Every "Reproduce in PyTorch" snippet runs: for each experiment module with `pytorch_snippet`, the
-snippet of its Spec defaults and of each of its presets is executed in a fresh namespace, in a
-subprocess (one per module, so torch and scikit-learn are imported once), with a time limit.
+snippet of its Spec defaults and of each of its presets is executed in a fresh namespace, in subprocesses
+(two per module, each importing torch and scikit-learn once and running half of the snippets), with a time
+limit.
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ from normviz.experiments import MODULES
 MAX_LINES = 40  # non-blank lines: a snippet is something to read on one screen
 CPU_SECONDS = 30  # per snippet, imports included (they target < 20 s of compute on a laptop CPU)
 WALL_SECONDS = 300  # the test machine is shared; CPU time is the real limit
+RUNNERS = 2  # subprocesses per module, each running a share of its snippets
 
 RUNNER = r"""
 import contextlib, io, json, signal, sys, time, traceback
@@ -89,20 +91,27 @@ def test_snippets_run(name, tmp_path):
         paths[label] = tmp_path / f"snippet_{i}.py"
         paths[label].write_text(code)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")  # the snippet must not need normviz
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(WALL_SECONDS), *map(str, paths.values())],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=WALL_SECONDS * len(paths) + 60,
-    )
-    reports = {Path(r["path"]): r for r in map(json.loads, proc.stdout.splitlines())}
+    # one single-threaded runner per core, each with every other snippet: the test machine has two cores
+    files = list(map(str, paths.values()))
+    runners = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(WALL_SECONDS), *files[i::RUNNERS]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        )
+        for i in range(min(RUNNERS, len(files)))
+    ]
+    outputs = [runner.communicate(timeout=WALL_SECONDS * len(files) + 60) for runner in runners]
+    reports = {Path(r["path"]): r for out, _ in outputs for r in map(json.loads, out.splitlines())}
+    stderr = "".join(err for _, err in outputs)
     failures = []
     for label, path in paths.items():
         r = reports.get(path)
         if r is None:
-            failures.append(f"{label}: did not run ({proc.stderr[-500:]})")
+            failures.append(f"{label}: did not run ({stderr[-500:]})")
         elif r["error"]:
             failures.append(f"{label}: {r['error']}\n--- code ---\n{cases[label]}")
         elif not r["stdout"].strip():

@@ -1,6 +1,7 @@
 """Live runs in headless Chromium, on a server with one worker process: the charts of a training page grow
-frame by frame without duplicates, a second run waits behind the queue notice, the browser's cost cap refuses
-an expensive link, and closing a tab stops its training in the worker."""
+frame by frame without duplicates, pause holds a frame and play resumes from it, a second run waits behind the
+queue notice, the browser's cost cap refuses an expensive link, and closing a tab stops its training in the
+worker."""
 
 from __future__ import annotations
 
@@ -63,6 +64,57 @@ def test_a_training_page_grows_its_charts_in_place(browser, one_worker):
             # st.plotly_chart gives a chart a new element id whenever its figure changes, and the browser keeps
             # the previous element next to the new one until the fragment's run ends
             pytest.xfail(f"{seen['max']} chart elements were painted at once (the page has 3)")
+    finally:
+        page.context.close()
+
+
+DRAWN_WHILE_TRAINING = """() => /Training… [1-9]/.test(document.querySelector('[data-testid=stProgress]')?.innerText)
+    && [...document.querySelectorAll('.js-plotly-plot')].filter(g => g._fullData).length === 3"""
+
+
+def _progress_text(page) -> str | None:
+    """The progress line's text, None once the final result is drawn (read in one step: it may go any time)."""
+    return page.evaluate("() => document.querySelector('[data-testid=stProgress]')?.innerText ?? null")
+
+
+def _percent(text: str) -> int:
+    return int(text.split("%")[0].split()[-1])
+
+
+def _button(page, name: str):
+    return page.get_by_role("button", name=name, exact=True)
+
+
+def test_pause_holds_the_frame_step_advances_it_and_play_resumes_from_it(browser, one_worker):
+    page = browser.new_context(viewport=h.VIEWPORT).new_page()
+    try:
+        page.goto(_activations(one_worker, 7306, steps=1500), wait_until="domcontentloaded")
+        page.wait_for_function(DRAWN_WHILE_TRAINING, timeout=h.LOAD_TIMEOUT_S * 1000)
+        _button(page, "Pause").click()
+        page.get_by_text("of the run, paused").wait_for(timeout=20_000)
+        held = _progress_text(page)
+        charts = h.stable(lambda: h.chart_digest(page))  # the paused frame's charts, once drawn
+        assert len(charts) == 3, charts
+        time.sleep(2)  # the run trains on; the page holds its frame
+        assert _progress_text(page) == held and h.chart_digest(page) == charts, held
+        _button(page, "Step").click()
+        page.wait_for_function(
+            f"() => !document.querySelector('[data-testid=stProgress]').innerText.includes({held!r})", timeout=20_000
+        )
+        stepped = _progress_text(page)
+        assert "paused" in stepped and _percent(stepped) > _percent(held), (held, stepped)
+        _button(page, "Play").click()
+        seen, deadline = set(), time.monotonic() + h.LOAD_TIMEOUT_S
+        while time.monotonic() < deadline:  # every frame after the held one, up to the final draw
+            if (text := _progress_text(page)) is None:
+                break
+            seen.add(_percent(text))
+            time.sleep(0.1)
+        assert min(seen) >= _percent(stepped) and len(seen) >= 2, (stepped, sorted(seen))
+        h.wait_idle(page)
+        _button(page, "Replay the training").click()  # the finished run plays again from its first frame
+        page.get_by_text("of the run, playing at 1×").wait_for(timeout=20_000)
+        assert _percent(_progress_text(page)) < 50 and not h.problems(page)
     finally:
         page.context.close()
 
