@@ -1,5 +1,7 @@
 """normviz: a live Batch Normalization lab. Run with `streamlit run app.py`."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from normviz import ui, warm
@@ -7,6 +9,7 @@ from normviz.runtime import configure_torch
 from normviz.views import VIEWS
 
 configure_torch()
+ui.serve_plotly_js(Path(__file__).parent)
 warm.start_once()  # the defaults and the tour's presets train in the run service at low priority, once per server
 present = ui.presenter_mode()
 st.set_page_config(

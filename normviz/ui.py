@@ -15,12 +15,15 @@ import functools
 import io
 import math
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
+import plotly
 import plotly.graph_objects as go
 import segno
 import streamlit as st
@@ -529,6 +532,32 @@ def _plotly(container, fig: go.Figure, name: str):
 
 
 @functools.cache
+def _live_chart():
+    """st.plotly_chart gives a chart a new element whenever its figure changes (Streamlit 1.67), which the
+    browser remounts blank; this component keeps one element per key and updates its Plotly in place."""
+    js = (Path(__file__).parent / "live_chart.js").read_text()
+    return st.components.v2.component("normviz_live_chart", js=js, isolate_styles=False)
+
+
+def _live_plotly(container, fig: go.Figure, name: str):
+    figure = fig.to_json()  # the figure may be a memoized one: the browser themes its copy
+    config = {"displayModeBar": False, "staticPlot": False}
+    with container:
+        _live_chart()(
+            key=f"live.{name}", data={"figure": figure, "config": config}, height=int(fig.layout.height or 450)
+        )
+
+
+def serve_plotly_js(app_dir: Path) -> None:
+    """Put the plotly package's own plotly.min.js in <app>/static (the only file there) for the live charts."""
+    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    target = app_dir / "static" / "plotly.min.js"
+    if not target.exists() or target.stat().st_size != source.stat().st_size:
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+@functools.cache
 def _chromium() -> str | None:
     return export.chromium_path()
 
@@ -783,6 +812,6 @@ def _frame(render, result, final: bool, text: str = "", progress: float = 0.0, c
             try:
                 render(result, final)
                 for slot, fig, name in _local.charts:
-                    _plotly(slot, fig, name)
+                    _live_plotly(slot, fig, name)
             finally:
                 _local.live, _local.charts = False, []

@@ -10,6 +10,7 @@ import re
 import threading
 import tracemalloc
 import zipfile
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -444,13 +445,27 @@ def test_a_huge_integer_typed_into_by_hand_is_a_spec_error():
         ByHandSpec(gamma="1" + "0" * 400)
 
 
+def test_the_static_folder_gets_plotly_js_and_nothing_else(tmp_path):
+    import plotly
+
+    from normviz import ui
+
+    ui.serve_plotly_js(tmp_path)
+    ui.serve_plotly_js(tmp_path)  # again: the copy is kept
+    served = tmp_path / "static" / "plotly.min.js"
+    assert [p.name for p in (tmp_path / "static").iterdir()] == ["plotly.min.js"]
+    assert served.read_bytes() == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+
+
 def test_the_server_config_suits_a_shared_classroom_server():
     import tomllib
-    from pathlib import Path
 
-    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
     server, client = config["server"], config["client"]
     assert server["enableXsrfProtection"] is True and server["enableCORS"] is True  # written out, not defaulted
-    assert server["enableStaticServing"] is False and "address" not in server
+    assert "address" not in server
+    # ./static is served for the live charts' plotly.min.js, which app.py copies there: nothing else
+    assert server["enableStaticServing"] is True and "/static/" in (root / ".gitignore").read_text().split()
     assert 1 <= server["maxUploadSize"] <= 50  # MB: read by ui.data_upload for its own check
     assert client["showErrorDetails"] == "none" and client["showErrorLinks"] is False

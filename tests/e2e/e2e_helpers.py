@@ -29,15 +29,26 @@ SHOTS = Path(os.environ.get("NORMVIZ_SHOTS", "/tmp/normviz-e2e-shots"))
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 LOAD_TIMEOUT_S = float(os.environ.get("NORMVIZ_E2E_TIMEOUT", "300"))  # a page's first (training) load
 VIEWPORT = {"width": 1400, "height": 1000}
-# Each animation frame the browser paints: how many chart elements there are, and a digest of the charts'
+# A chart on the page: a finished run's st.plotly_chart, or a live frame's chart (ui._live_plotly).
+CHARTS = '[data-testid="stPlotlyChart"], [data-testid="normvizLiveChart"]'
+# Each animation frame the browser paints: how many charts are displayed (a hidden element that the browser
+# keeps while it mounts the next one is not seen), how often one of them is blank, and a digest of the charts'
 # data while a run's progress line is shown (an intermediate frame).
-WATCH_FRAMES = """() => {
-    const seen = window.__live = {maxCharts: 0, frames: new Set()};
+WATCH_FRAMES = (
+    """() => {
+    const CHARTS = '"""
+    + CHARTS
+    + """';
+    const seen = window.__live = {maxCharts: 0, drawn: false, blank: 0, samples: 0, frames: new Set()};
     const sample = () => {
-        const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+        const charts = [...document.querySelectorAll(CHARTS)].filter(c => c.getClientRects().length);
         seen.maxCharts = Math.max(seen.maxCharts, charts.length);
         if (document.querySelector('[data-testid="stProgress"]')) {
-            const drawn = charts.map(c => c.querySelector('.js-plotly-plot')).filter(g => g && g._fullData);
+            const plots = charts.map(c => c.matches('.js-plotly-plot') ? c : c.querySelector('.js-plotly-plot'));
+            const drawn = plots.filter(g => g && g._fullData);
+            seen.samples += 1;
+            if (charts.length && drawn.length === charts.length) seen.drawn = true;
+            else if (seen.drawn) seen.blank += 1;  // a chart blanked after the first frame was drawn
             if (drawn.length) seen.frames.add(drawn.map(g => g._fullData.map(t => t._length).join(',')).join('|'));
         }
     };
@@ -45,6 +56,7 @@ WATCH_FRAMES = """() => {
     requestAnimationFrame(tick);
     setInterval(sample, 100);  // also while no frame is painted (a busy renderer)
 }"""
+)
 saved_shots: list[Path] = []
 figures: list[str] = []  # measured figures, printed in the pytest terminal summary
 
@@ -245,14 +257,20 @@ def view_digest(page) -> list[str]:
 
 def chart_digest(page) -> list[str]:
     """A digest (hash:length) of every chart's data as Plotly holds it in the browser, uids dropped."""
-    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+    return page.evaluate(
+        """(charts) => [...document.querySelectorAll(charts)]
+        .filter(c => c.getClientRects().length)
+        .map(c => c.matches('.js-plotly-plot') ? c : c.querySelector('.js-plotly-plot'))
+        .filter(g => g)
         .map(g => {
             const text = JSON.stringify(g.data, (k, v) => k === 'uid' ? undefined
                 : (ArrayBuffer.isView(v) ? Array.from(v) : v));
             let h = 2166136261;
             for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 16777619); }
             return (h >>> 0).toString(16) + ':' + text.length;
-        })""")
+        })""",
+        CHARTS,
+    )
 
 
 def widget_state(page, area: str = "sidebar") -> dict[str, str]:
