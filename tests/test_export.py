@@ -65,7 +65,8 @@ def test_downloads_only_on_the_final_draw():
     assert not at.exception
     keys = sorted(b.key for b in at.get("download_button"))
     assert keys == ["final.html", "final.png", "table.csv"]
-    assert len(at.get("plotly_chart")) == 2
+    assert [c.key for c in at.get("plotly_chart")] == ["final"]  # a live frame's chart is updated in place
+    assert [c.key for c in at.get("bidi_component")] == ["live.live"]
 
 
 def test_a_table_downloads_as_csv_with_six_significant_digits():
