@@ -22,4 +22,6 @@ PAGES = {
     "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Views": [st.Page(v.page, title=v.title, icon=f":material/{v.icon}:", url_path=v.name) for v in VIEWS],
 }
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+ui.page_opened(page.url_path)
+page.run()

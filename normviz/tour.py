@@ -13,6 +13,7 @@ from dataclasses import dataclass
 class Stop:
     preset: str  # a key of the page's PRESETS
     ask: str  # what to show or ask the class, one line
+    chart: str = ""  # the chart its notice is about (a ui.chart name): presenter mode opens the page there
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,18 @@ TOUR = (
                 "tiny init, no BN: activations collapse",
                 "Point at layer 5 without BN: a spike at 0. Why does "
                 "it stay at 10% accuracy? With BN the same weights train.",
+                chart="act-hist",
             ),
             Stop(
                 "sigmoid, std=1: saturation",
                 "Too large instead of too small: the sigmoids sit in their flat ends, where the gradient is almost 0.",
+                chart="act-hist",
             ),
-            Stop("He init + ReLU", "A good init also keeps the scale: BN is one cure, not the only one."),
+            Stop(
+                "He init + ReLU",
+                "A good init also keeps the scale: BN is one cure, not the only one.",
+                chart="act-hist",
+            ),
         ),
     ),
     Section(
@@ -52,7 +59,9 @@ TOUR = (
         "BN. It trains 32 networks at once; start it, then talk.",
         (
             Stop(
-                "the DLfS 16-scale grid", "Count the panels where the dashed (no BN) curve learns, then the solid ones."
+                "the DLfS 16-scale grid",
+                "Count the panels where the dashed (no BN) curve learns, then the solid ones.",
+                chart="sweep-grid",
             ),
         ),
     ),
@@ -77,11 +86,20 @@ TOUR = (
             Stop(
                 "Are PyTorch 0.1 and Keras 0.99 the same thing?",
                 "No: Keras' momentum is 1 − PyTorch's, so Keras 0.99 is PyTorch 0.01.",
+                chart="rs-a",
             ),
-            Stop("frozen network: only noise", "With lr 0, smaller momentum means less noise."),
-            Stop("tiny momentum lags", "But when the network learns, a long window describes an old network."),
-            Stop("running var starts at 1", "Eval accuracy collapses while training works: the start value of 1."),
-            Stop("PreciseBN fixes it", "Recompute the statistics after training: the gap closes."),
+            Stop("frozen network: only noise", "With lr 0, smaller momentum means less noise.", chart="rs-b"),
+            Stop(
+                "tiny momentum lags",
+                "But when the network learns, a long window describes an old network.",
+                chart="rs-b",
+            ),
+            Stop(
+                "running var starts at 1",
+                "Eval accuracy collapses while training works: the start value of 1.",
+                chart="rs-c",
+            ),
+            Stop("PreciseBN fixes it", "Recompute the statistics after training: the gap closes.", chart="rs-precise"),
         ),
     ),
     Section(
@@ -92,11 +110,21 @@ TOUR = (
         "small training batches hurt BN.",
         (
             Stop(
-                "forgot model.eval()", "The classic bug: fine in batches of 64, about 20% frame by frame (chance: 10%)."
+                "forgot model.eval()",
+                "The classic bug: fine in batches of 64, about 20% frame by frame (chance: 10%).",
+                chart="tvi-story",
             ),
-            Stop("batch size 1 in train mode", "BatchNorm1d refuses one sample; BatchNorm2d runs, badly."),
-            Stop("batch-mates change the answer", "In train mode an image's prediction depends on its batch."),
-            Stop("small batches: BN vs GroupNorm", "Batch 2: BN collapses, GroupNorm does not."),
+            Stop(
+                "batch size 1 in train mode",
+                "BatchNorm1d refuses one sample; BatchNorm2d runs, badly.",
+                chart="tvi-single",
+            ),
+            Stop(
+                "batch-mates change the answer",
+                "In train mode an image's prediction depends on its batch.",
+                chart="tvi-mates",
+            ),
+            Stop("small batches: BN vs GroupNorm", "Batch 2: BN collapses, GroupNorm does not.", chart="tvi-sweep"),
         ),
     ),
     Section(
@@ -106,8 +134,8 @@ TOUR = (
         "LayerNorm, InstanceNorm and GroupNorm normalise within one sample, so the batch size does not matter. "
         "The cube shows which values share one mean and variance.",
         (
-            Stop("GroupNorm with G=1 is LayerNorm", "One group = all channels of a sample."),
-            Stop("GroupNorm with G=C is InstanceNorm", "One channel per group."),
+            Stop("GroupNorm with G=1 is LayerNorm", "One group = all channels of a sample.", chart="alt-tensor"),
+            Stop("GroupNorm with G=C is InstanceNorm", "One channel per group.", chart="alt-tensor"),
         ),
     ),
     Section(
@@ -119,11 +147,29 @@ TOUR = (
         "Optimization?). Five live experiments: the range of learning rates, the smoothness of the loss, noisy BN, "
         "scale invariance and the effective learning rate, and re-estimated statistics under a domain shift.",
         (
-            Stop("BN widens the usable learning rates", "Which rates train with BN that do not without it?"),
-            Stop("a smoother loss landscape", "Why does a narrower band let us take larger steps?"),
-            Stop("noisy BN still trains", "More shift than no BN, yet it learns: so what does BN really do?"),
-            Stop("weight decay raises the effective rate", "Decay shrinks ‖w‖; what does that do to the step?"),
-            Stop("AdaBN undoes a contrast change", "No labels, a few dozen images: what did we re-estimate?"),
+            Stop(
+                "BN widens the usable learning rates",
+                "Which rates train with BN that do not without it?",
+                chart="why-lr-range",
+            ),
+            Stop(
+                "a smoother loss landscape", "Why does a narrower band let us take larger steps?", chart="why-landscape"
+            ),
+            Stop(
+                "noisy BN still trains",
+                "More shift than no BN, yet it learns: so what does BN really do?",
+                chart="why-noisy-layers",
+            ),
+            Stop(
+                "weight decay raises the effective rate",
+                "Decay shrinks ‖w‖; what does that do to the step?",
+                chart="why-scale",
+            ),
+            Stop(
+                "AdaBN undoes a contrast change",
+                "No labels, a few dozen images: what did we re-estimate?",
+                chart="why-adabn",
+            ),
         ),
     ),
 )
@@ -131,6 +177,11 @@ TOUR = (
 
 def stops() -> list[tuple[Section, Stop]]:
     return [(section, stop) for section in TOUR for stop in section.stops]
+
+
+def stop(view: str, preset: str) -> Stop | None:
+    """The tour's stop showing `preset` on `view`, if there is one."""
+    return next((s for section, s in stops() if (section.view, s.preset) == (view, preset)), None)
 
 
 def next_stop(view: str, preset: str) -> tuple[Section, Stop] | None:

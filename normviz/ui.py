@@ -46,8 +46,11 @@ _HANDLES = "ui.handles"  # session state: show_run's label -> the handle of the 
 _PLAYBACK = "ui.playback"  # session state: show_run's label -> its playback.Playback (a place on the run's tape)
 _INTERVALS = "ui.frame_intervals"  # session state: show_run's label -> its live fragment's timer (seconds)
 _PRESENT = "ui.present"  # session state: presenter mode (a plain key, not a widget's: it outlives page changes)
+_LESSON = "ui.lesson"  # session state: the _Lesson the page shows beside its chart (presenter mode), or None
+_PAGE = "ui.page"  # session state: the URL path of the page the last run showed
+_LESSONS_OPENED = "ui.lessons-opened"  # session state: how many times a page opened on a lesson
 _PRESENT_SWITCH = "ui.present-switch"  # the sidebar switch's widget key, seeded from _PRESENT on every run
-_local = threading.local()  # during a live frame: live=True and the charts to draw at its end
+_local = threading.local()  # live=True during a live frame
 
 
 def enter_through_app() -> None:
@@ -218,10 +221,11 @@ def spec_controls(
     chosen = st.session_state.get(preset_key, CUSTOM)
     # the notice shows whenever the settings are a preset's (also when they come back to it, or from a link)
     matching = [n for n in ([chosen] if chosen in presets else []) + list(presets) if spec == presets[n].spec(spec_cls)]
-    if matching:
+    lesson = _lesson(page, matching[0], presets[matching[0]].notice) if matching else None
+    if matching and lesson is None:
         st.info(f"**{matching[0]}.** {presets[matching[0]].notice}", icon=":material/school:")
         _next_lesson(page, matching[0])
-    elif chosen in presets:
+    elif chosen in presets and not matching:
         st.caption(f"Settings changed since the preset “{chosen}”.")
     query = spec.to_query() | _shown_params(page)
     written = query | ({PRESENT_PARAM: "1"} if presenting() else {})
@@ -277,6 +281,53 @@ def show_control(page: str, name: str, widget: Callable, label: str, options, *,
     return value
 
 
+@dataclasses.dataclass(frozen=True)
+class _Lesson:
+    """In presenter mode, a tour stop whose notice is about one chart: drawn next to that chart."""
+
+    view: str
+    preset: str
+    notice: str
+    chart: str
+    opened: int  # counts the times a page opened on a lesson: each opening scrolls to its chart once
+
+
+def _lesson(view: str, preset: str, notice: str) -> _Lesson | None:
+    """The lesson this run shows next to its chart (None off the tour, without a chart, or not presenting)."""
+    stop = tour.stop(view, preset) if presenting() else None
+    previous = st.session_state.get(_LESSON)
+    if stop is None or not stop.chart:
+        st.session_state[_LESSON] = None
+        return None
+    if previous is None or (previous.view, previous.preset) != (view, preset):  # a page opened on this lesson
+        st.session_state[_LESSONS_OPENED] = st.session_state.get(_LESSONS_OPENED, 0) + 1
+    opened = st.session_state[_LESSONS_OPENED]
+    lesson = st.session_state[_LESSON] = _Lesson(view, preset, notice, stop.chart, opened)
+    return lesson
+
+
+@functools.cache
+def _scroll_here():
+    """A component that scrolls the page to itself once per lesson opening (its `data`)."""
+    js = """export default function ({ data, parentElement }) {
+        if (window.normvizLesson === data) return;
+        window.normvizLesson = data;
+        const go = () => parentElement.scrollIntoView({ block: "start", behavior: "instant" });
+        go(); setTimeout(go, 500); setTimeout(go, 1500);  // the charts above may still be growing
+    }"""
+    return st.components.v2.component("normviz_scroll_here", js=js, isolate_styles=False)
+
+
+def _lesson_beside(name: str) -> None:
+    """Before the chart `name`: the presenter's lesson notice, its Next lesson link, and the scroll to it."""
+    lesson = st.session_state.get(_LESSON)
+    if lesson is None or lesson.chart != name:
+        return
+    _scroll_here()(key="lesson-scroll", data=f"{lesson.view}/{lesson.preset}/{lesson.opened}", height=0)
+    st.info(f"**{lesson.preset}.** {lesson.notice}", icon=":material/school:")
+    _next_lesson(lesson.view, lesson.preset)
+
+
 def _next_lesson(view: str, preset: str) -> None:
     """In presenter mode, on a stop of the guided tour: a button to the tour's next stop."""
     following = tour.next_stop(view, preset) if presenting() else None
@@ -288,6 +339,13 @@ def _next_lesson(view: str, preset: str) -> None:
             icon=":material/skip_next:",
             query_params={PRESET_PARAM: stop.preset, PRESENT_PARAM: "1"},
         )
+
+
+def page_opened(path: str) -> None:
+    """Call on every run with the page's URL path (app.py): a page change forgets the previous page's lesson,
+    so that coming back to it scrolls to its chart again."""
+    if st.session_state.get(_PAGE) != path:
+        st.session_state[_PAGE], st.session_state[_LESSON] = path, None
 
 
 def presenter_mode() -> bool:
@@ -469,9 +527,10 @@ def font_size() -> int:
 
 def chart(fig: go.Figure, name: str):
     """Draw a figure with HTML and PNG downloads. Its key is `name` on every frame of a live run; a live
-    frame has no downloads (the figure is replaced a moment later) and draws its charts last (`_frame`)."""
+    frame updates the chart in place and has no downloads (the figure is replaced a moment later)."""
+    _lesson_beside(name)
     if getattr(_local, "live", False):
-        _local.charts.append((st.empty(), fig, name))
+        _live_plotly(fig, name)
         return
     _plotly(st, fig, name)
     # the files are made only when a button is clicked (a callable `data`), on another thread
@@ -539,13 +598,10 @@ def _live_chart():
     return st.components.v2.component("normviz_live_chart", js=js, isolate_styles=False)
 
 
-def _live_plotly(container, fig: go.Figure, name: str):
+def _live_plotly(fig: go.Figure, name: str):
     figure = fig.to_json()  # the figure may be a memoized one: the browser themes its copy
-    config = {"displayModeBar": False, "staticPlot": False}
-    with container:
-        _live_chart()(
-            key=f"live.{name}", data={"figure": figure, "config": config}, height=int(fig.layout.height or 450)
-        )
+    data = {"figure": figure, "config": {"displayModeBar": False}}
+    _live_chart()(key=f"live.{name}", data=data, height=int(fig.layout.height or 450))
 
 
 def serve_plotly_js(app_dir: Path) -> None:
@@ -796,9 +852,8 @@ def _confirm_followers() -> None:
 
 def _frame(render, result, final: bool, text: str = "", progress: float = 0.0, controls=None):
     """Draw a result in the same element tree on every frame: the player's buttons and the progress line
-    (empty in the final draw), then the charts. Each chart keeps its place and key; on a live frame the charts
-    are drawn last, one after the other, so that the browser holds the previous frame's charts for as short a
-    time as possible while it draws the new ones."""
+    (empty in the final draw), then the charts. Each chart keeps its place and key, and a live frame's charts
+    are updated in place (_live_plotly)."""
     with st.container():
         with st.container():
             if controls is not None:
@@ -808,10 +863,8 @@ def _frame(render, result, final: bool, text: str = "", progress: float = 0.0, c
         else:
             st.empty()
         with st.container():
-            _local.live, _local.charts = not final, []
+            _local.live = not final
             try:
                 render(result, final)
-                for slot, fig, name in _local.charts:
-                    _live_plotly(slot, fig, name)
             finally:
-                _local.live, _local.charts = False, []
+                _local.live = False

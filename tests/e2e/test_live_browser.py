@@ -47,7 +47,7 @@ def _worker(server) -> psutil.Process:
 def test_a_training_page_grows_its_charts_in_place(browser, one_worker):
     """Activations with a seed nobody trained (1000 steps: a few seconds on an idle machine, long enough for a
     busy one): at least 3 distinct intermediate frames reach the browser, no painted frame shows more chart
-    elements than the page's three charts, and once drawn the charts (almost) never blank out between frames."""
+    elements than the page's three charts, and once drawn the charts do not blank out between frames."""
     page = browser.new_context(viewport=h.VIEWPORT).new_page()
     try:
         page.add_init_script(f"({h.WATCH_FRAMES})()")
@@ -64,9 +64,9 @@ def test_a_training_page_grows_its_charts_in_place(browser, one_worker):
             f"Activations live: at most {seen['max']} charts shown at once (the page has 3); a chart was blank in"
             f" {seen['blank']} of {seen['samples']} samples after the first frame was drawn"
         )
-        # st.plotly_chart remounted every chart on every frame: blank in about a fifth of the samples; the live
-        # charts update in place, and a frame that a busy server cuts short can still leave a moment without
-        assert seen["frames"] >= 3 and seen["max"] == 3 and seen["blank"] <= 0.05 * seen["samples"], seen
+        # st.plotly_chart remounted every chart on every frame, blank in about a fifth of the samples; the live
+        # charts update in place (0 blank samples measured; 1% allows a hiccup of a loaded CI machine)
+        assert seen["frames"] >= 3 and seen["max"] == 3 and seen["blank"] <= 0.01 * seen["samples"], seen
         assert len(page.locator('[data-testid="stPlotlyChart"]').all()) == 3 and not h.problems(page)
     finally:
         page.context.close()
