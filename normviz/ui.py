@@ -309,12 +309,7 @@ def _lesson(view: str, preset: str, notice: str) -> _Lesson | None:
 @functools.cache
 def _scroll_here():
     """A component that scrolls the page to itself once per lesson opening (its `data`)."""
-    js = """export default function ({ data, parentElement }) {
-        if (window.normvizLesson === data) return;
-        window.normvizLesson = data;
-        const go = () => parentElement.scrollIntoView({ block: "start", behavior: "instant" });
-        go(); setTimeout(go, 500); setTimeout(go, 1500);  // the charts above may still be growing
-    }"""
+    js = (Path(__file__).parent / "scroll_here.js").read_text()
     return st.components.v2.component("normviz_scroll_here", js=js, isolate_styles=False)
 
 

@@ -70,3 +70,31 @@ def test_a_bad_present_value_is_named_and_dropped():
     assert not at.exception
     assert any("`present`" in w.value and "yes" in w.value for w in at.warning), [w.value for w in at.warning]
     assert "present" not in at.query_params and not at.sidebar.toggle(key="ui.present-switch").value
+
+
+def test_every_tour_chart_is_a_chart_its_page_draws():
+    for section, stop in tour.stops():
+        if stop.chart:
+            assert f'"{stop.chart}"' in (ROOT / views.view(section.view).page).read_text(), (section.view, stop)
+
+
+def _main_elements(node) -> list:
+    """The main area's elements in page order (blocks flattened)."""
+    children = getattr(node, "children", None)
+    if not children:
+        return [node]
+    return [e for child in children.values() for e in _main_elements(child)]
+
+
+def test_in_presenter_mode_a_lessons_notice_and_next_link_stand_just_before_its_chart():
+    section, stop = next((s, p) for s, p in tour.stops() if s.view == "running_stats" and p.chart == "rs-c")
+    at = _app(present="1").run()
+    at.switch_page(views.view(section.view).page)
+    at.query_params.update({"preset": stop.preset, "present": "1"})
+    run_to_final(at)
+    assert not at.exception
+    elements = _main_elements(at.main)
+    chart = next(i for i, e in enumerate(elements) if getattr(e, "key", None) == "rs-c")
+    scroll, notice, link = elements[chart - 3 : chart]
+    assert scroll.key == "lesson-scroll" and link.proto.label.startswith("Next lesson")
+    assert notice.value.startswith(f"**{stop.preset}.**") and len(at.info) == 1  # only there, not at the top

@@ -1,8 +1,11 @@
 """Presenter mode in Chromium at a projector's 1280x720: opened by a link with present=1 on the home page, it
-survives the tour's links to other pages, its chart ticks are at least 20 px in Plotly's computed layout, and
+survives the tour's links to other pages, its chart ticks are at least 20 px in Plotly's computed layout, a
+lesson far down its page opens at its chart with the notice beside it, and
 the Next lesson button follows the tour."""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 import e2e_helpers as h
 import pytest
@@ -46,5 +49,29 @@ def test_presenter_mode_follows_the_tour_with_projector_sized_charts(browser, ap
         assert h.query_of(page.url).get("present") == "1", page.url
         notices = page.locator('[data-testid="stAlert"]').all_inner_texts()
         assert any(second[1].preset in n for n in notices), notices  # the next lesson's notice
+    finally:
+        ctx.close()
+
+
+# whether the lesson's notice and its chart are on the first screen (below the app's header bar)
+ON_SCREEN = """([preset, chart]) => {
+    const shown = el => { const r = el.getBoundingClientRect(); return r.top >= 48 && r.top < innerHeight - 100; };
+    const notices = [...document.querySelectorAll('[data-testid=stAlert]')].filter(a => a.innerText.includes(preset));
+    return {notice: notices.some(shown), chart: [...document.querySelectorAll('.st-key-' + chart)].some(shown)};
+}"""
+
+
+def test_a_lesson_far_down_its_page_opens_at_its_chart_with_the_notice(browser, app_server):
+    """Train vs inference is several screens long; its small-batch lesson's chart is near the bottom."""
+    section, stop = next((s, p) for s, p in tour.stops() if p.chart == "tvi-sweep")
+    ctx = browser.new_context(viewport=PROJECTOR)
+    try:
+        page = ctx.new_page()
+        h.goto_idle(page, f"{app_server.base}/{section.view}?{urlencode({'preset': stop.preset, 'present': '1'})}")
+        seen = h.stable(lambda: page.evaluate(ON_SCREEN, [stop.preset, stop.chart]))
+        h.save_shot(page, "presenter-lesson-at-its-chart")
+        assert seen == {"notice": True, "chart": True}, seen
+        assert page.evaluate("() => document.querySelector('.st-key-tvi-sweep').getBoundingClientRect().top") > 0
+        assert not h.problems(page)
     finally:
         ctx.close()
