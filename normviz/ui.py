@@ -32,7 +32,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from normviz import cost, data, playback, tour, views
 from normviz.config import DataSpec, Preset, Spec, SpecError, quote, unknown_parameter
 from normviz.data import DataError
-from normviz.figures import export
+from normviz.figures import compare, export
 from normviz.figures.style import FONT_SIZES
 from normviz.service import QueueFull, default_service
 
@@ -47,6 +47,9 @@ _PLAYBACK = "ui.playback"  # session state: show_run's label -> its playback.Pla
 _INTERVALS = "ui.frame_intervals"  # session state: show_run's label -> its live fragment's timer (seconds)
 _PRESENT = "ui.present"  # session state: presenter mode (a plain key, not a widget's: it outlives page changes)
 _LESSON = "ui.lesson"  # session state: the _Lesson the page shows beside its chart (presenter mode), or None
+_SHOWING = "ui.showing"  # session state: (page, query) of the settings the page shows now
+_DRAWN = "ui.drawn"  # session state: page -> {chart name: figure} of its latest final draw
+_PINNED = "ui.pinned"  # session state: page -> its _Pin
 _PAGE = "ui.page"  # session state: the URL path of the page the last run showed
 _LESSONS_OPENED = "ui.lessons-opened"  # session state: how many times a page opened on a lesson
 _PRESENT_SWITCH = "ui.present-switch"  # the sidebar switch's widget key, seeded from _PRESENT on every run
@@ -233,7 +236,55 @@ def spec_controls(
         st.query_params.from_dict(written)
     _local.link = (container.empty(), query)  # the link for students (without presenter mode); show_control updates it
     _link(*_local.link)
+    _pin_controls(page, query, container)
     return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pin:
+    query: dict[str, str]  # the pinned run's settings (and main-area controls), as in its link
+    figures: dict[str, go.Figure]  # its final charts by name
+
+
+def _pin_controls(page: str, query: dict[str, str], container) -> None:
+    """Pin this run's charts; later settings draw them faded over theirs (or beside them), see chart()."""
+    st.session_state[_SHOWING] = (page, query)
+    st.session_state.setdefault(_DRAWN, {})[page] = {}  # this run's final draws fill it
+    pinned = st.session_state.setdefault(_PINNED, {}).get(page)
+    row = container.container(horizontal=True, gap="small")
+    row.button(
+        "Pin these charts",
+        key=f"{page}.pin",
+        on_click=_pin,
+        args=(page, query),
+        icon=":material/push_pin:",
+        help="Keep this run's charts: with other settings they are drawn faded over the new ones (or beside them)",
+    )
+    if pinned is not None:
+        row.button("Unpin", key=f"{page}.unpin", on_click=st.session_state[_PINNED].pop, args=(page, None))
+        container.caption(f"Pinned: {quote(compare.differences(pinned.query, query))}")
+
+
+def _pin(page: str, query: dict[str, str]) -> None:
+    figures = dict(st.session_state.get(_DRAWN, {}).get(page, {}))
+    if figures:
+        st.session_state[_PINNED][page] = _Pin(dict(query), figures)
+    else:
+        st.toast("Nothing to pin yet: pin once the run has finished.", icon=":material/hourglass_top:")
+
+
+def _compared(fig: go.Figure, name: str) -> tuple[go.Figure, go.Figure | None, str]:
+    """The figure to draw under `name` and, when it cannot be overlaid, the pinned one to draw beside it."""
+    page, query = st.session_state.get(_SHOWING, (None, {}))
+    if not getattr(_local, "live", False) and page in st.session_state.get(_DRAWN, {}):
+        st.session_state[_DRAWN][page][name] = fig
+    pin = st.session_state.get(_PINNED, {}).get(page)
+    if pin is None or name not in pin.figures or pin.query == query:
+        return fig, None, ""
+    label = compare.differences(pin.query, query)
+    if compare.can_overlay(fig) and compare.can_overlay(pin.figures[name]):
+        return compare.overlay(fig, pin.figures[name], label), None, label
+    return fig, pin.figures[name], label
 
 
 def _shown_names(page: str) -> tuple[str, ...]:
@@ -524,6 +575,18 @@ def chart(fig: go.Figure, name: str):
     """Draw a figure with HTML and PNG downloads. Its key is `name` on every frame of a live run; a live
     frame updates the chart in place and has no downloads (the figure is replaced a moment later)."""
     _lesson_beside(name)
+    fig, beside, label = _compared(fig, name)
+    if beside is not None:  # a chart kind that does not read overlaid: the pinned run's chart next to it
+        current, pinned = st.columns(2)
+        pinned.caption(f"Pinned run ({quote(label)})")
+        _plotly(pinned, beside, f"{name}.pinned")
+        with current:
+            _draw(fig, name)
+        return
+    _draw(fig, name)
+
+
+def _draw(fig: go.Figure, name: str) -> None:
     if getattr(_local, "live", False):
         _live_plotly(fig, name)
         return

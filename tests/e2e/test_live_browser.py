@@ -169,3 +169,32 @@ def test_closing_the_tab_stops_the_training(browser, one_worker):
     h.report(f"closed tab: the worker's CPU fell below 5% after {idle_after} s")
     assert idle_after is not None and idle_after < 5, "the worker kept training after the tab closed"
     assert worker.is_running()  # freed, not killed
+
+
+PINNED_TRACES = """(chart) => {
+    const g = document.querySelector('.st-key-' + chart + ' .js-plotly-plot');
+    return g ? g.data.filter(t => t.legendgroup === 'pinned').length : -1;
+}"""
+
+
+def test_a_pinned_run_is_drawn_faded_over_the_next_settings(browser, one_worker):
+    page = browser.new_context(viewport=h.VIEWPORT).new_page()
+    try:
+        h.goto_idle(page, f"{one_worker.base}/running_stats?seed=7307&steps=150&momenta=0.1,0.01")
+        assert page.evaluate(PINNED_TRACES, "rs-a") == 0
+        page.get_by_role("button", name="Pin these charts").click()
+        h.wait_idle(page)
+        momenta = page.get_by_label("Momenta", exact=True)
+        momenta.fill("0.5,0.01")
+        momenta.press("Enter")
+        page.wait_for_function(f"({PINNED_TRACES})('rs-a') > 0", timeout=h.LOAD_TIMEOUT_S * 1000)
+        h.wait_idle(page)
+        title = page.locator(".st-key-rs-a .gtitle").first.text_content()
+        assert "pinned run (momenta=0.1,0.01)" in title, title
+        assert "momenta=0.1,0.01" in " ".join(
+            page.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]').all_inner_texts()
+        )
+        h.save_shot(page, "pinned-overlay")
+        assert not h.problems(page)
+    finally:
+        page.context.close()
