@@ -17,7 +17,7 @@ from malformed_queries import malformed_queries, markup_queries, names_key, spec
 
 pytestmark = pytest.mark.browser
 
-MALFORMED_PER_PAGE = 32  # at least 30 that must warn, plus two odd-but-valid ones
+MALFORMED_PER_PAGE = 30  # the minimum that must warn, plus one odd-but-valid case
 TABS = 3  # page loads in flight at once (each is a session of its own; the browser's work overlaps)
 
 
@@ -35,8 +35,10 @@ SETTINGLESS_PROBE = {
 def _pick(defaults: dict[str, str]):
     fields = defaults or SETTINGLESS_PROBE
     cases = malformed_queries(fields, spec_kinds(fields))  # kinds guessed from the defaults if no class fits
-    must_warn = [c for c in cases if c.expect is not None][:MALFORMED_PER_PAGE]
-    return must_warn + [c for c in cases if c.expect is None][:2]
+    must_warn = [c for c in cases if c.expect is not None]
+    every = len(must_warn) / MALFORMED_PER_PAGE  # spread over every kind of case, not the first ones
+    must_warn = [must_warn[int(i * every)] for i in range(min(MALFORMED_PER_PAGE, len(must_warn)))]
+    return must_warn + [c for c in cases if c.expect is None][:1]
 
 
 def _check(tab, case, defaults: dict[str, str]) -> str | None:
