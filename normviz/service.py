@@ -38,14 +38,16 @@ from typing import TYPE_CHECKING
 
 from normviz import cost, data, persist, playback, runtime, worker
 from normviz.data import DataError
-from normviz.runs import RunStore
+from normviz.runs import RunStore, result_bytes
 
 if TYPE_CHECKING:
     from normviz.shared_runs import SharedRuns
 
 SESSION, WARM = 0, 1  # a session's run always takes the next free worker ahead of any WARM job
 HEARTBEAT_TIMEOUT = 1.5  # seconds of silence after which a follower counts as gone (its tab was closed)
-TAPES_KEPT, TAPE_KEPT_S = 16, 1800  # finished runs whose frames stay replayable, and for how long
+# finished runs whose frames stay replayable: how many, their bytes (48 frames of results of up to about
+# 1.5 MB each), and for how long
+TAPES_KEPT, TAPE_BYTES, TAPE_KEPT_S = 16, 256 * 2**20, 1800
 PARTIAL_INTERVAL = 0.25  # at most about four partial results a second cross from a worker
 DEFAULT_SECONDS = 5.0  # a run's duration before the cost model or a finished run of its kind says better
 KILLED = "the worker training this run stopped (killed or out of memory); retry"
@@ -243,7 +245,7 @@ class RunService:
         self._following: dict[str, _Run] = {}  # follower -> its one run
         self._seen: dict[str, float] = {}  # follower -> monotonic time of its last sign of life
         self._durations: dict[str, float] = {}  # run kind -> seconds of its latest finished run
-        self._tapes: OrderedDict[str, tuple[list, float]] = OrderedDict()  # key -> finished run's tape, when kept
+        self._tapes: OrderedDict[str, tuple[list, float, int]] = OrderedDict()  # key -> (tape, when kept, bytes)
         self._closed = threading.Event()
         self._slots = [_Slot(self, i) for i in range(self.workers)]
         self._watchdog = threading.Thread(target=self._watch, name="normviz-heartbeats", daemon=True)
@@ -318,7 +320,8 @@ class RunService:
 
     def tape(self, key: str) -> list:
         """The frames of a run this server trained or followed: its partial results so far, then the final one.
-        Kept for TAPE_KEPT_S after the run ended (the newest TAPES_KEPT runs); [] when there is none."""
+        Kept for TAPE_KEPT_S after the run ended (the newest TAPES_KEPT runs, within TAPE_BYTES); [] when there
+        is none."""
         with self._lock:
             entry = self._active.get(key)
             if entry is not None:
@@ -331,9 +334,9 @@ class RunService:
     def _keep_tape(self, entry: _Run, final) -> None:
         playback.record(entry.tape, final)
         if len(entry.tape) > 1:  # a run with no partial result has nothing to replay
-            self._tapes[entry.key] = (entry.tape, time.monotonic())
+            self._tapes[entry.key] = (entry.tape, time.monotonic(), sum(map(result_bytes, entry.tape)))
             self._tapes.move_to_end(entry.key)
-            while len(self._tapes) > TAPES_KEPT:
+            while len(self._tapes) > TAPES_KEPT or sum(t[2] for t in self._tapes.values()) > TAPE_BYTES:
                 self._tapes.popitem(last=False)
 
     def shutdown(self) -> None:

@@ -8,6 +8,7 @@ from test_service import finish
 
 from normviz import playback
 from normviz.experiments import activations
+from normviz.runs import result_bytes
 from normviz.service import RunService
 
 
@@ -104,5 +105,20 @@ def test_the_service_records_a_runs_partial_results_then_its_final_one():
         steps = [r.steps_done for r in tape]
         assert steps == sorted(set(steps)) and steps[-1] == 60 and tape[-1] is service.result(handle.key)
         assert len(tape) >= 2 and service.tape("nobody-trained-this") == []
+    finally:
+        service.shutdown()
+
+
+def test_finished_tapes_are_bounded_in_bytes_newest_kept(monkeypatch):
+    service = RunService(1, processes=False, cache=None)
+    try:
+        keys = []
+        for seed in (22, 23):
+            spec = activations.ActivationsSpec(steps=60, probe_every=10, seed=seed)
+            keys.append(finish(service.submit(spec, activations.run, follower="t")).key)
+            if seed == 22:  # room for one tape only
+                first = sum(map(result_bytes, service.tape(keys[0])))
+                monkeypatch.setattr("normviz.service.TAPE_BYTES", first * 3 // 2)
+        assert service.tape(keys[0]) == [] and len(service.tape(keys[1])) >= 2
     finally:
         service.shutdown()
