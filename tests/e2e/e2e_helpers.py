@@ -57,20 +57,13 @@ WATCH_FRAMES = (
     setInterval(sample, 100);  // also while no frame is painted (a busy renderer)
 }"""
 )
-# measured figures and screenshots, one per line: pytest's terminal summary prints them (tests/conftest.py),
-# also when the tests ran in a pytest-xdist worker process
-SUMMARY = SHOTS / "summary.txt"
-
-
-def _summarise(line: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with SUMMARY.open("a") as out:
-        out.write(line.replace("\n", " ") + "\n")
+saved_shots: list[Path] = []
+figures: list[str] = []  # measured figures, printed in the pytest terminal summary
 
 
 def report(line: str) -> None:
     """A measured figure (a load time, a fuzz count) for the terminal summary."""
-    _summarise(line)
+    figures.append(line)
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -329,7 +322,7 @@ def save_shot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
     page.screenshot(path=str(path), full_page=True)
-    _summarise(f"screenshot {path}")
+    saved_shots.append(path)
     return path
 
 
