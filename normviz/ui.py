@@ -316,15 +316,11 @@ def show_control(page: str, name: str, widget: Callable, label: str, options, *,
             what = "a list of distinct values from" if many else "one of"
             st.warning(f"URL parameter {quote(name)}={quote(given[0])} is not {what} {choices}; showing the default.")
     current = st.session_state.get(key, default)
-    if widget.__name__ in ("segmented_control", "pills") and not many:
-        kw.setdefault("required", True)  # a click on the chosen option must not leave None (and "None" in the URL)
     if widget.__name__ in ("radio", "selectbox"):
         kw["index"] = options.index(current) if current in options else 0
     else:
         kw["default"] = current
     value = widget(label, options, key=key, **kw)
-    if value is None and not many:  # no option chosen (the browser's `required` forbids it)
-        value = default
     text = ",".join(map(str, value)) if many else str(value)
     drawn = st.session_state.setdefault(f"{page}.shown", {})
     if drawn.get(name) != text or st.query_params.get(name) != text:

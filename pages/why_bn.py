@@ -17,14 +17,8 @@ st.caption(
 )
 if view == "noisy":
     layer = (
-        ui.show_control(
-            "why_bn",
-            "layer",
-            st.segmented_control,
-            "Hidden layer shown",
-            range(1, spec.depth + 1),
-            default=figs.default_layer(spec.depth) + 1,
-            key=f"why_bn.layer{spec.depth}",
+        st.slider(
+            "Hidden layer shown", 1, spec.depth, figs.default_layer(spec.depth) + 1, key=f"why_bn.layer{spec.depth}"
         )
         - 1
     )

@@ -51,24 +51,3 @@ def test_a_bad_value_in_a_link_is_named_and_the_default_shown():
 def test_every_shown_parameter_is_a_name_no_spec_of_its_view_uses():
     for view in views.VIEWS:
         assert not set(view.shown) & set(view.spec_cls.field_info()), view.name
-
-
-def test_the_controls_drawn_with_a_runs_charts_come_from_a_link_too():
-    """Alternatives' tensor norm, Why BN's noisy layer and BN by hand's feature (all counted from 1)."""
-    cases = (
-        ("alternatives", {"tensor_norm": "layer"}, "alternatives.tensor_norm", "layer"),
-        ("why_bn", {"view": "noisy", "layer": "1"}, "why_bn.layer6", 1),
-        ("by_hand", {"feature": "2"}, "by_hand.feature3.0", 2),  # 3 features, the first one in focus
-    )
-    for page, params, key, value in cases:
-        at = _open(page, **params)
-        assert not at.exception and not at.warning, (page, [w.value for w in at.warning])
-        (name,) = set(params) - {"view"}
-        assert at.query_params[name] == params[name], page
-        assert at.session_state[key] == value, page
-
-
-def test_a_chosen_segment_clicked_again_stays_chosen():
-    at = _open("activations")
-    at.segmented_control(key="activations.quantity").set_value(None).run()
-    assert not at.exception and at.query_params["quantity"] == "act"
