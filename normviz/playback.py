@@ -12,6 +12,10 @@ MAX_FRAMES = 48  # a tape keeps at most this many partial results, evenly thinne
 SPEEDS = {"1×": 1.0, "½×": 0.5, "¼×": 0.25}  # ¼×: a new frame every fourth tick of the live timer
 
 
+def speed_name(speed: float) -> str:
+    return next(name for name, value in SPEEDS.items() if value == speed)
+
+
 def record(tape: list, result) -> None:
     """Append a result (one at the same progress as the last replaces it: frames are ordered by progress).
     Past MAX_FRAMES, the tape is thinned to about half as many frames, evenly spaced in progress; the first

@@ -785,7 +785,7 @@ def _playback(label: str, key: str) -> playback.Playback | None:
 def _frame_text(label: str, progress: float, place: playback.Playback | None) -> str:
     if place is None or place.shown is None:
         return f"{label}… {progress:.0%}"
-    speed = next(name for name, value in playback.SPEEDS.items() if value == place.speed)
+    speed = playback.speed_name(place.speed)
     return f"{label}: {progress:.0%} of the run, {'playing at ' + speed if place.playing else 'paused'}"
 
 
@@ -810,27 +810,19 @@ def _player(label: str, key: str) -> None:
     place = _playback(label, key)
     paused = place is not None and not place.playing
     row = st.container(horizontal=True, gap="small", vertical_alignment="center")
-    if paused:
-        row.button("Play", key=f"play.{label}", on_click=_act, args=(label, key, "play"), icon=":material/play_arrow:")
-    else:
-        row.button("Pause", key=f"pause.{label}", on_click=_act, args=(label, key, "pause"), icon=":material/pause:")
-    row.button(
-        "Step",
-        key=f"step.{label}",
-        on_click=_act,
-        args=(label, key, "step"),
-        icon=":material/skip_next:",
-        help="Pause, then show the next chunk of steps",
-    )
-    row.button(
-        "Restart",
-        key=f"restart.{label}",
-        on_click=_act,
-        args=(label, key, "restart"),
-        icon=":material/replay:",
-        help="Play the run again from step 0 (the same seed gives the same frames, so nothing trains again)",
-    )
-    speed = next(name for name, value in playback.SPEEDS.items() if value == (place.speed if place else 1.0))
+    buttons = [
+        ("Play", "play", ":material/play_arrow:", None) if paused else ("Pause", "pause", ":material/pause:", None),
+        ("Step", "step", ":material/skip_next:", "Pause, then show the next chunk of steps"),
+        (
+            "Restart",
+            "restart",
+            ":material/replay:",
+            "Play the run again from step 0 (the same seed gives the same frames, so nothing trains again)",
+        ),
+    ]
+    for text, action, icon, help_ in buttons:
+        row.button(text, key=f"{action}.{label}", on_click=_act, args=(label, key, action), icon=icon, help=help_)
+    speed = playback.speed_name(place.speed if place else 1.0)
     st.session_state[f"speed.{label}"] = speed
     row.segmented_control(
         "Speed",
