@@ -96,7 +96,7 @@ def busy_cpu() -> float:
 def on_cluster(folder: Path, nodes: int, work) -> tuple[float, object]:
     """Start a cluster of `nodes` one-CPU nodes, run work(svc, cluster) with a RunService on it, stop it all;
     the seconds the cluster took to start, and what work returned."""
-    folder = Path(tempfile.mkdtemp(prefix=f"{nodes}n", dir=folder))  # Ray's socket paths must stay short
+    folder = Path(tempfile.mkdtemp(prefix=f"{nodes}n", dir=folder))  # each cluster its own ray.log
     start = time.perf_counter()
     cluster = start_ray(folder, nodes=nodes)
     started = time.perf_counter() - start

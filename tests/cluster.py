@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ def start_redis(folder: Path) -> Redis:
 class RayCluster:
     port: int
     nodes: list[subprocess.Popen]
+    temp_dir: Path
 
     @property
     def address(self) -> str:
@@ -100,6 +102,7 @@ class RayCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             _stop(node)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def ray_env() -> dict[str, str]:
@@ -121,15 +124,18 @@ def start_ray(folder: Path, nodes: int = 2) -> RayCluster:
 
     port = free_port()
     log = folder / "ray.log"
+    # Ray's unix sockets live under its temp dir, and a socket path may not exceed 107 bytes: pytest's own
+    # temp folders (longer under pytest-xdist) leave too little room for Ray's session folder names.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     head = _ray(
         "--head",
         f"--port={port}",
         "--include-dashboard=false",
         "--disable-usage-stats",
-        f"--temp-dir={folder / 'ray'}",
+        f"--temp-dir={temp_dir}",
         log=log,
     )
-    cluster = RayCluster(port, [head])
+    cluster = RayCluster(port, [head], temp_dir)
     try:
         _wait_port(port, RAY_START_TIMEOUT, head)
         cluster.nodes += [_ray(f"--address=127.0.0.1:{port}", log=log) for _ in range(nodes - 1)]

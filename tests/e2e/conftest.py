@@ -89,13 +89,3 @@ def app_pages(app_server, app_nav) -> list[h.AppPage]:
     pages = h.pages_from_nav(app_server.base, app_nav)
     assert len(pages) > 1, f"no navigation links found: {app_nav}"
     return pages
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if h.figures:
-        terminalreporter.write_sep("-", "normviz e2e figures")
-        for line in h.figures:
-            terminalreporter.write_line(line)
-    if h.saved_shots:
-        terminalreporter.write_sep("-", "normviz e2e screenshots")
-        terminalreporter.write_line(f"{len(h.saved_shots)} full-page screenshots in {h.SHOTS}")

@@ -57,13 +57,20 @@ WATCH_FRAMES = (
     setInterval(sample, 100);  // also while no frame is painted (a busy renderer)
 }"""
 )
-saved_shots: list[Path] = []
-figures: list[str] = []  # measured figures, printed in the pytest terminal summary
+# measured figures and screenshots, one per line: pytest's terminal summary prints them (tests/conftest.py),
+# also when the tests ran in a pytest-xdist worker process
+SUMMARY = SHOTS / "summary.txt"
+
+
+def _summarise(line: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with SUMMARY.open("a") as out:
+        out.write(line.replace("\n", " ") + "\n")
 
 
 def report(line: str) -> None:
     """A measured figure (a load time, a fuzz count) for the terminal summary."""
-    figures.append(line)
+    _summarise(line)
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -322,7 +329,7 @@ def save_shot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
     page.screenshot(path=str(path), full_page=True)
-    saved_shots.append(path)
+    _summarise(f"screenshot {path}")
     return path
 
 
