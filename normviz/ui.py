@@ -52,6 +52,7 @@ _DRAWN = "ui.drawn"  # session state: page -> {chart name: figure} of its latest
 _PINNED = "ui.pinned"  # session state: page -> its _Pin
 _PAGE = "ui.page"  # session state: the URL path of the page the last run showed
 _LESSONS_OPENED = "ui.lessons-opened"  # session state: how many times a page opened on a lesson
+_KEPT = "ui.kept"  # session state: show_control's widget key -> its last value (Streamlit forgets an undrawn widget's)
 _PRESENT_SWITCH = "ui.present-switch"  # the sidebar switch's widget key, seeded from _PRESENT on every run
 _local = threading.local()  # live=True during a live frame
 
@@ -230,7 +231,8 @@ def spec_controls(
         _next_lesson(page, matching[0])
     elif chosen in presets and not matching:
         st.caption(f"Settings changed since the preset “{chosen}”.")
-    query = spec.to_query() | _shown_params(page)
+    query = spec.to_query()
+    query |= _shown_params(page, query)
     written = query | ({PRESENT_PARAM: "1"} if presenting() else {})
     if {k: st.query_params.get(k) for k in st.query_params} != written:
         st.query_params.from_dict(written)
@@ -256,7 +258,7 @@ def _pin_controls(page: str, query: dict[str, str], container) -> None:
         "Pin these charts",
         key=f"{page}.pin",
         on_click=_pin,
-        args=(page, query),
+        args=(page,),
         icon=":material/push_pin:",
         help="Keep this run's charts: with other settings they are drawn faded over the new ones (or beside them)",
     )
@@ -265,10 +267,10 @@ def _pin_controls(page: str, query: dict[str, str], container) -> None:
         container.caption(f"Pinned: {quote(compare.differences(pinned.query, query))}")
 
 
-def _pin(page: str, query: dict[str, str]) -> None:
+def _pin(page: str) -> None:
     figures = dict(st.session_state.get(_DRAWN, {}).get(page, {}))
-    if figures:
-        st.session_state[_PINNED][page] = _Pin(dict(query), figures)
+    if figures:  # the query as the last run left it, main-area controls included (show_control)
+        st.session_state[_PINNED][page] = _Pin(dict(st.session_state[_SHOWING][1]), figures)
     else:
         st.toast("Nothing to pin yet: pin once the run has finished.", icon=":material/hourglass_top:")
 
@@ -291,9 +293,14 @@ def _shown_names(page: str) -> tuple[str, ...]:
     return views.BY_NAME[page].shown if page in views.BY_NAME else ()
 
 
-def _shown_params(page: str) -> dict[str, str]:
-    """The main-area controls' URL values as last drawn in this session (show_control checks a link's first)."""
-    drawn = st.session_state.get(f"{page}.shown", {})
+def _shown_params(page: str, spec_query: dict[str, str]) -> dict[str, str]:
+    """The main-area controls' URL values as last drawn in this session with these settings (show_control
+    checks a link's first). Other settings start afresh: a control they do not draw (Alternatives' tensor norm
+    outside its view) must leave the link, and the controls they draw put themselves back."""
+    drawn_for, drawn = st.session_state.get(f"{page}.shown", (None, {}))
+    if drawn_for != spec_query:
+        st.session_state[f"{page}.shown"] = (spec_query, {})
+        return {}
     return {n: drawn[n] for n in _shown_names(page) if n in drawn}
 
 
@@ -315,20 +322,30 @@ def show_control(page: str, name: str, widget: Callable, label: str, options, *,
             choices = ", ".join(quote(str(o)) for o in options)
             what = "a list of distinct values from" if many else "one of"
             st.warning(f"URL parameter {quote(name)}={quote(given[0])} is not {what} {choices}; showing the default.")
-    current = st.session_state.get(key, default)
+    kept = st.session_state.setdefault(_KEPT, {}).get(key, default)  # a view left and come back to
+    if not (set(kept) <= set(options) if many else kept in options):
+        kept = default
+    current = st.session_state.get(key, kept)
+    if widget.__name__ in ("segmented_control", "pills") and not many:
+        kw.setdefault("required", True)  # a click on the chosen option must not leave None (and "None" in the URL)
     if widget.__name__ in ("radio", "selectbox"):
         kw["index"] = options.index(current) if current in options else 0
     else:
         kw["default"] = current
     value = widget(label, options, key=key, **kw)
+    if value is None and not many:  # no option chosen (the browser's `required` forbids it)
+        value = default
+    st.session_state[_KEPT][key] = value
     text = ",".join(map(str, value)) if many else str(value)
-    drawn = st.session_state.setdefault(f"{page}.shown", {})
+    _, drawn = st.session_state.get(f"{page}.shown", (None, {}))  # spec_controls made it for this run's settings
     if drawn.get(name) != text or st.query_params.get(name) != text:
         drawn[name] = st.query_params[name] = text
         slot, query = getattr(_local, "link", (None, {}))
         if slot is not None:
             _local.link = (slot, query | {name: text})
             _link(*_local.link)
+        if st.session_state.get(_SHOWING, (None,))[0] == page:  # what a pin records, and compares with
+            st.session_state[_SHOWING] = (page, st.session_state[_SHOWING][1] | {name: text})
     return value
 
 

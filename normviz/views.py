@@ -47,9 +47,9 @@ VIEWS = (
         ("momenta_shown", "layer", "channel", "population"),
     ),
     View("train_vs_inference", "Train vs inference", "compare_arrows", "inference", "TrainVsInferenceSpec"),
-    View("alternatives", "Alternatives", "tune", "alternatives", "AlternativesSpec"),
-    View("by_hand", "BN by hand", "edit_note", "by_hand", "ByHandSpec"),
-    View("why_bn", "Why BN helps", "psychology", "why_bn", "WhyBNSpec"),
+    View("alternatives", "Alternatives", "tune", "alternatives", "AlternativesSpec", ("tensor_norm",)),
+    View("by_hand", "BN by hand", "edit_note", "by_hand", "ByHandSpec", ("feature",)),
+    View("why_bn", "Why BN helps", "psychology", "why_bn", "WhyBNSpec", ("layer",)),
 )
 BY_NAME = {v.name: v for v in VIEWS}
 

@@ -21,6 +21,18 @@ st.caption(
 )
 
 
+if view == "axes":
+    kind = ui.show_control(
+        "alternatives",
+        "tensor_norm",
+        st.segmented_control,
+        "The small tensor, normalised with",
+        alt.AXES_KINDS,
+        default="group",
+        format_func=NORM_LABELS.get,
+    )
+
+
 def percent_columns(rows):
     return {c: st.column_config.NumberColumn(format="percent") for c in rows[0] if "accuracy" in c or "share" in c}
 
@@ -29,16 +41,6 @@ def render(r, final: bool):
     if view == "axes":
         ui.chart(figs.axes_cube(r, font), "alt-cube")
         st.caption(alt.CAPTIONS["axes"])
-        kind = (
-            st.segmented_control(
-                "The small tensor, normalised with",
-                alt.AXES_KINDS,
-                default="group",
-                format_func=NORM_LABELS.get,
-                key="alternatives.tensor_norm",
-            )
-            or "group"
-        )
         ui.chart(figs.tensor_sets(r, kind, font), "alt-tensor")
         st.caption(alt.CAPTIONS["tensor"])
         st.dataframe(r.table(kind), hide_index=True)

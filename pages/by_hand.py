@@ -87,12 +87,19 @@ for title, text, section in result.notes:
         st.info(f"**{title}.** {text}", icon=":material/lightbulb:")
 
 st.subheader("The forward pass, step by step")
-j = st.radio(
-    "Numbers plugged into the formulas: sample 1 of",
-    range(c),
-    index=result.focus(),
-    horizontal=True,
-    format_func=lambda k: f"feature {k + 1}",
+j = (
+    ui.show_control(
+        PAGE,
+        "feature",
+        st.radio,
+        "Numbers plugged into the formulas: sample 1 of",
+        range(1, c + 1),
+        default=result.focus() + 1,
+        key=f"{PAGE}.feature{c}.{result.focus()}",  # a new batch (or preset) puts its focus first again
+        horizontal=True,
+        format_func=lambda k: f"feature {k}",
+    )
+    - 1
 )
 for step in bh.steps(result, j):
     st.markdown(f"**{step.title}**")

@@ -37,14 +37,15 @@ shown = ui.show_control(
     format_func=labels.__getitem__,
     key=f"running_stats.shown.{'|'.join(labels)}",
 )
+# layers and channels are counted from 1, in the menus and in the link
 layer = ui.show_control(
     "running_stats",
     "layer",
     c2.selectbox,
     "Layer (A)",
-    range(spec.depth),
-    default=min(1, spec.depth - 1),  # layer 1's input mean is 0
-    format_func=lambda i: f"layer {i + 1}",
+    range(1, spec.depth + 1),
+    default=min(2, spec.depth),  # layer 1's input mean is 0
+    format_func=lambda i: f"layer {i}",
     key=f"running_stats.layer{spec.depth}",
 )
 channel = ui.show_control(
@@ -52,9 +53,9 @@ channel = ui.show_control(
     "channel",
     c3.selectbox,
     "Channel (A)",
-    range(channels),
-    default=0,
-    format_func=lambda i: f"channel {i + 1}",
+    range(1, channels + 1),
+    default=1,
+    format_func=lambda i: f"channel {i}",
     key=f"running_stats.channel{channels}",
 )
 population = ui.show_control(
@@ -75,7 +76,7 @@ def render(result, final: bool):
             f"The network diverged at step {result.diverged_at} (its loss or a BN statistic became NaN or "
             "infinite); the charts stop there. Lower the learning rate."
         )
-    ui.chart(figs.trajectories(result, layer, channel, shown, font), "rs-a")
+    ui.chart(figs.trajectories(result, layer - 1, channel - 1, shown, font), "rs-a")
     st.caption(rs.caption_a(spec))
     ui.chart(figs.errors(result, population, shown, font), "rs-b")
     st.caption(

@@ -17,8 +17,14 @@ st.caption(
 )
 if view == "noisy":
     layer = (
-        st.slider(
-            "Hidden layer shown", 1, spec.depth, figs.default_layer(spec.depth) + 1, key=f"why_bn.layer{spec.depth}"
+        ui.show_control(
+            "why_bn",
+            "layer",
+            st.segmented_control,
+            "Hidden layer shown",
+            range(1, spec.depth + 1),
+            default=figs.default_layer(spec.depth) + 1,
+            key=f"why_bn.layer{spec.depth}",
         )
         - 1
     )

@@ -388,7 +388,7 @@ def test_page_display_widgets_never_retrain_and_a_convention_switch_keeps_the_mo
     run_to_final(at.switch_page("pages/running_stats.py"))
     assert not at.exception and len(at.get("plotly_chart")) == 4 and len(calls) == 1
     at.multiselect[0].set_value([0, 2]).run()
-    at.selectbox(key="running_stats.layer2").set_value(0).run()
+    at.selectbox(key="running_stats.layer2").set_value(1).run()
     at.selectbox(key="running_stats.channel16").set_value(5).run()
     at.radio(key="running_stats.population").set_value("eval").run()
     assert not at.exception and len(calls) == 1  # display choices only redraw

@@ -36,8 +36,9 @@ def test_running_statistics_controls_come_from_a_link_and_stay_in_the_url():
 
 def test_changing_a_main_area_control_updates_the_url():  # and the link: tests/e2e/test_pages_browser.py
     at = _open("running_stats")
-    at.selectbox(key="running_stats.layer3").set_value(0).run()
-    assert not at.exception and at.query_params["layer"] == "0"
+    at.selectbox(key="running_stats.layer3").set_value(1).run()
+    assert not at.exception and at.query_params["layer"] == "1"
+    assert at.selectbox(key="running_stats.layer3").value == 1  # counted from 1, as the menu says "layer 1"
 
 
 def test_a_bad_value_in_a_link_is_named_and_the_default_shown():
@@ -51,3 +52,34 @@ def test_a_bad_value_in_a_link_is_named_and_the_default_shown():
 def test_every_shown_parameter_is_a_name_no_spec_of_its_view_uses():
     for view in views.VIEWS:
         assert not set(view.shown) & set(view.spec_cls.field_info()), view.name
+
+
+def test_the_controls_drawn_with_a_runs_charts_come_from_a_link_too():
+    """Alternatives' tensor norm, Why BN's noisy layer and BN by hand's feature (all counted from 1)."""
+    cases = (
+        ("alternatives", {"tensor_norm": "layer"}, "alternatives.tensor_norm", "layer"),
+        ("why_bn", {"view": "noisy", "layer": "1"}, "why_bn.layer6", 1),
+        ("by_hand", {"feature": "2"}, "by_hand.feature3.0", 2),  # 3 features, the first one in focus
+    )
+    for page, params, key, value in cases:
+        at = _open(page, **params)
+        assert not at.exception and not at.warning, (page, [w.value for w in at.warning])
+        (name,) = set(params) - {"view"}
+        assert at.query_params[name] == params[name], page
+        assert at.session_state[key] == value, page
+
+
+def test_a_chosen_segment_clicked_again_stays_chosen():
+    at = _open("activations")
+    at.segmented_control(key="activations.quantity").set_value(None).run()
+    assert not at.exception and at.query_params["quantity"] == "act"
+
+
+def test_a_control_the_settings_no_longer_draw_leaves_the_url_and_comes_back_with_them():
+    at = _open("alternatives", tensor_norm="layer")
+    assert at.query_params["tensor_norm"] == "layer"
+    view = at.sidebar.selectbox(key="alternatives.view")
+    view.set_value("cost").run()
+    assert not at.exception and "tensor_norm" not in at.query_params  # a fresh session would not draw it either
+    at.sidebar.selectbox(key="alternatives.view").set_value("axes").run()
+    assert not at.exception and at.query_params["tensor_norm"] == "layer"

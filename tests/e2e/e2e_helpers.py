@@ -280,6 +280,48 @@ def chart_digest(page) -> list[str]:
     )
 
 
+def chart_layout_problems(page) -> list[str]:
+    """What a reader would see wrong in the drawn charts: a title cut by the chart's edge or under Plotly's
+    toolbar, tick labels of one axis overlapping or under 10 px, a legend over an axis title."""
+    return page.evaluate(
+        """(charts) => {
+        const box = e => e.getBoundingClientRect();
+        const hit = (a, b) => a.width > 0 && b.width > 0 && a.left < b.right - 1 && b.left < a.right - 1
+            && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+        const out = [];
+        [...document.querySelectorAll(charts)].filter(c => c.getClientRects().length)
+            .map(c => c.matches('.js-plotly-plot') ? c : c.querySelector('.js-plotly-plot')).filter(g => g)
+            .forEach((plot, i) => {
+                const frame = box(plot), title = plot.querySelector('.gtitle');
+                const name = `chart ${i + 1} (${(title ? title.textContent : '').slice(0, 40)})`;
+                const bar = plot.querySelector('.modebar');
+                plot.querySelectorAll('.gtitle').forEach(t => {
+                    const b = box(t);
+                    if (b.left < frame.left - 1 || b.right > frame.right + 1) out.push(`${name}: title cut`);
+                    if (bar && hit(b, box(bar))) out.push(`${name}: toolbar over the title`);
+                });
+                plot.querySelectorAll('.xaxislayer-above, .yaxislayer-above').forEach(axis => {
+                    const ticks = [...axis.querySelectorAll('text')].filter(t => t.textContent.trim());
+                    const boxes = ticks.map(box);
+                    for (let a = 0; a < boxes.length; a++) for (let b = a + 1; b < boxes.length; b++)
+                        if (hit(boxes[a], boxes[b]))
+                            out.push(`${name}: ticks ${ticks[a].textContent} and ${ticks[b].textContent} overlap`);
+                    ticks.filter(t => parseFloat(getComputedStyle(t).fontSize) < 10)
+                        .forEach(t => out.push(`${name}: tick label ${t.textContent} under 10 px`));
+                });
+                plot.querySelectorAll('.legend').forEach(legend => {
+                    plot.querySelectorAll('[class*="title"] text').forEach(t => {
+                        if (!t.closest('.gtitle') && !t.closest('.legend') && hit(box(legend), box(t)))
+                            out.push(`${name}: legend over the axis title ${t.textContent}`);
+                    });
+                });
+            });
+        return [...new Set(out)];
+    }""",
+        CHARTS,
+    )
+
+
 def widget_state(page, area: str = "sidebar") -> dict[str, str]:
     """Kind:label -> value of every widget in the sidebar (also those in a collapsed expander), or in the
     main area (area="main")."""

@@ -142,13 +142,13 @@ def _view_link(page) -> str:
 def test_a_link_with_main_area_controls_and_a_preset_reproduces_them(app_server, browser):
     preset = "tiny momentum lags"
     notice = rs.PRESETS[preset].notice[:40]
-    query = urlencode({"preset": preset, "layer": 2, "population": "eval", "momenta_shown": "0,2"})
+    query = urlencode({"preset": preset, "layer": 3, "population": "eval", "momenta_shown": "0,2"})
     teacher = browser.new_context(viewport=h.VIEWPORT).new_page()
     student = browser.new_context(viewport=h.VIEWPORT).new_page()
     try:
         h.goto_idle(teacher, f"{app_server.base}/running_stats?{query}")
         link = _view_link(teacher)
-        assert all(part in link for part in ("layer=2", "population=eval", "momenta_shown=0%2C2")), link
+        assert all(part in link for part in ("layer=3", "population=eval", "momenta_shown=0%2C2")), link
         shown = h.widget_state(teacher, "main")
         assert shown["stSelectbox:Layer (A)"] == "layer 3", shown
         assert any(notice in text for text in h.alerts(teacher, "Info"))
