@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -139,7 +141,10 @@ def layer_stats(result, font_size: int = 14) -> go.Figure:
     fig.update_xaxes(range=[0, result.spec.steps])  # the run's length from its first live frame: no jumping axis
     for r, stat in enumerate(stats):
         if stat == "std":  # a collapse by orders of magnitude only shows on a log axis
-            fig.update_yaxes(type="log", exponentformat="power", row=r + 1)
+            std = result.snapshots["std"][np.isfinite(result.snapshots["std"]) & (result.snapshots["std"] > 0)]
+            decades = np.log10(std.max() / std.min()) if std.size else 0
+            # at most about four labels in a row's height (a phone's tick labels would overlap)
+            fig.update_yaxes(type="log", exponentformat="power", dtick=max(1, math.ceil(decades / 4)), row=r + 1)
         elif stat in ("saturated", "dead"):
             fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=r + 1)
     return style(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
@@ -22,6 +24,8 @@ NORM_COLORS = {
 REFERENCE_COLOR = "#8a8f98"  # reference lines: a mid grey that reads on light and dark themes
 CMA_COLOR = "#6c7a89"  # slate grey: readable on the light and the dark theme
 FONT_SIZES = {"normal": 14, "large": 20}
+TITLE_CHARS = {14: 36, 20: 60}  # a title line's length: a 390 px phone; presenter mode's wide projector
+TOOLBAR_PX = 34  # Plotly's toolbar (top right) stays clear of the title
 MENU_BG, MENU_TEXT = "#dfe5ec", "#1a1d23"
 
 
@@ -39,15 +43,54 @@ def momentum_colors(momenta) -> list[str]:
     return [CMA_COLOR if m is None else scale[m] for m in momenta]
 
 
+def wrap(text: str, width: int) -> str:
+    """Break each line of a Plotly title (lines end at <br>) between words, at most `width` characters a line."""
+    return "<br>".join(textwrap.fill(line, width).replace("\n", "<br>") for line in text.split("<br>"))
+
+
+def _wrap_subplot_titles(fig: go.Figure, font_size: int) -> int:
+    """Wrap the subplot titles to their column's share of a phone's width; the pixels the top row's take."""
+    titles = [
+        a
+        for a in fig.layout.annotations
+        if a.yref == "paper" and a.yanchor == "bottom" and a.showarrow is False and a.textangle is None and a.text
+    ]
+    if not titles:
+        return 0
+    top = max(a.y for a in titles)
+    columns = sum(a.y == top for a in titles)
+    width = max(12, round(TITLE_CHARS[font_size] * 1.25 / columns))  # their font is 4 px under the title's
+    for a in titles:
+        a.text = wrap(a.text, width)
+    lines = max(a.text.count("<br>") + 1 for a in titles if a.y == top)
+    return round(1.3 * font_size * lines)
+
+
 def style(
     fig: go.Figure, title: str | None = None, font_size: int = FONT_SIZES["normal"], height: int | None = None
 ) -> go.Figure:
-    """Apply the shared layout: readable fonts, compact margins, legend on top."""
+    """Apply the shared layout: readable fonts, a title that fits a phone, compact margins, legend below."""
+    title = wrap(title, TITLE_CHARS[font_size]) if title else None
+    subplot_titles = _wrap_subplot_titles(fig, font_size)
+    title_px = round(1.3 * (font_size + 4) * (title.count("<br>") + 1)) + 12 if title else 0
     fig.update_layout(
-        title=dict(text=title, font=dict(size=font_size + 4)) if title else None,
+        # wrapped to fit a phone (Plotly does not wrap), under Plotly's toolbar, in a top margin that fits its
+        # lines and the subplot titles under it (Plotly's automargin cut multi-line titles at some widths, and
+        # it lifts a multi-line title by about 3/4 of a line: measured in Chromium, hence the extra pad)
+        title=dict(
+            text=title,
+            font=dict(size=font_size + 4),
+            yref="container",
+            y=1,
+            yanchor="top",
+            pad=dict(t=TOOLBAR_PX + (round(0.75 * (font_size + 4)) if "<br>" in title else 0)),
+        )
+        if title
+        else None,
         font=dict(size=font_size),
-        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),  # below: titles stay free
+        margin=dict(l=10, r=10, t=TOOLBAR_PX + title_px + subplot_titles, b=10),
+        # below the plot, under the axis titles: the chart's title stays free
+        legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0),
         hoverlabel=dict(font_size=font_size),
     )
     if height:

@@ -147,11 +147,11 @@ def story(result, font_size: int = 14) -> go.Figure:
     """Frame-by-frame deployment: running accuracy over frames and the final scores."""
     s = result.story
     frames = np.arange(1, len(s.eval_correct) + 1)
-    fig = make_subplots(
-        1,
+    fig = make_subplots(  # one above the other: side by side, a phone's bars had no room for their names
         2,
-        column_widths=[0.6, 0.4],
-        horizontal_spacing=0.12,
+        1,
+        row_heights=[0.55, 0.45],
+        vertical_spacing=0.24,
         subplot_titles=("running accuracy over the frames", "accuracy after all frames"),
     )
     fig.add_scatter(
@@ -189,13 +189,13 @@ def story(result, font_size: int = 14) -> go.Figure:
         showlegend=False,
         cliponaxis=False,
         hovertemplate="%{x}: %{y:.1%}<extra></extra>",
-        row=1,
-        col=2,
+        row=2,
+        col=1,
     )
     fig.update_xaxes(title_text="frame (test images in order)", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.1])
     return style(
-        fig, f"Trained at batch {result.spec.train_batch}, deployed one frame at a time", font_size, height=420
+        fig, f"Trained at batch {result.spec.train_batch}, deployed one frame at a time", font_size, height=640
     )
 
 
@@ -349,7 +349,8 @@ def sweep(result, batch: int, font_size: int = 14) -> go.Figure:
             )
     for col in (1, 2):
         _batch_axis(fig, result.sizes, row=1, col=col)
-    fig.update_yaxes(title_text="test accuracy", tickformat=".0%", range=[0, 1.02])
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
+    fig.update_yaxes(title_text="test accuracy", col=1)  # the right panel's would fall on the left one's plot
     return style(
         fig,
         "Training at batch size B (same samples seen; learning rate "

@@ -29,6 +29,7 @@ SHOTS = Path(os.environ.get("NORMVIZ_SHOTS", "/tmp/normviz-e2e-shots"))
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 LOAD_TIMEOUT_S = float(os.environ.get("NORMVIZ_E2E_TIMEOUT", "300"))  # a page's first (training) load
 VIEWPORT = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
 # A chart on the page: a finished run's st.plotly_chart, or a live frame's chart (ui._live_plotly).
 CHARTS = '[data-testid="stPlotlyChart"], [data-testid="normvizLiveChart"]'
 # Each animation frame the browser paints: how many charts are displayed (a hidden element that the browser
@@ -280,7 +281,7 @@ def chart_digest(page) -> list[str]:
     )
 
 
-def chart_layout_problems(page) -> list[str]:
+def chart_layout_problems(page, charts: str = CHARTS) -> list[str]:
     """What a reader would see wrong in the drawn charts: a title cut by the chart's edge or under Plotly's
     toolbar, tick labels of one axis overlapping or under 10 px, a legend over an axis title."""
     return page.evaluate(
@@ -297,14 +298,18 @@ def chart_layout_problems(page) -> list[str]:
                 const bar = plot.querySelector('.modebar');
                 plot.querySelectorAll('.gtitle').forEach(t => {
                     const b = box(t);
-                    if (b.left < frame.left - 1 || b.right > frame.right + 1) out.push(`${name}: title cut`);
+                    if (b.left < frame.left - 1 || b.right > frame.right + 1 || b.top < frame.top - 1)
+                        out.push(`${name}: title cut`);
                     if (bar && hit(b, box(bar))) out.push(`${name}: toolbar over the title`);
                 });
                 plot.querySelectorAll('.xaxislayer-above, .yaxislayer-above').forEach(axis => {
                     const ticks = [...axis.querySelectorAll('text')].filter(t => t.textContent.trim());
                     const boxes = ticks.map(box);
-                    for (let a = 0; a < boxes.length; a++) for (let b = a + 1; b < boxes.length; b++)
-                        if (hit(boxes[a], boxes[b]))
+                    const shared = (a, b) => Math.max(0, Math.min(a.right, b.right) - Math.max(a.left, b.left))
+                        * Math.max(0, Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top));
+                    for (let a = 0; a < boxes.length; a++) for (let b = a + 1; b < boxes.length; b++)  // a quarter:
+                        if (shared(boxes[a], boxes[b]) > 0.25 * Math.min(  // a rotated label's box is loose
+                            boxes[a].width * boxes[a].height, boxes[b].width * boxes[b].height))
                             out.push(`${name}: ticks ${ticks[a].textContent} and ${ticks[b].textContent} overlap`);
                     ticks.filter(t => parseFloat(getComputedStyle(t).fontSize) < 10)
                         .forEach(t => out.push(`${name}: tick label ${t.textContent} under 10 px`));
@@ -318,7 +323,7 @@ def chart_layout_problems(page) -> list[str]:
             });
         return [...new Set(out)];
     }""",
-        CHARTS,
+        charts,
     )
 
 

@@ -105,6 +105,13 @@ def _check_page(browser, p: h.AppPage) -> None:
         seconds = h.goto_idle(page, p.url)
         h.save_shot(page, f"{p.index:02d}-{p.slug}")
         assert h.problems(page) == [], h.problems(page)
+        for viewport in (h.PHONE, h.VIEWPORT):  # Plotly lays the same charts out again for a phone's width
+            page.set_viewport_size(viewport)
+            page.wait_for_function(
+                "w => [...document.querySelectorAll('.main-svg')].every(s => s.getBoundingClientRect().width <= w)",
+                arg=viewport["width"],
+            )
+            assert h.stable(lambda: h.chart_layout_problems(page)) == [], viewport
         default_url, charts = page.url, h.chart_digest(page)
         if not h.query_of(default_url):  # a page without settings (home): nothing to change or share
             h.report(f"{p.slug}: first load {seconds:.1f} s, {len(charts)} charts, no settings")
