@@ -147,6 +147,12 @@ def _seed(page: str, spec: Spec, names, info: dict):
         st.session_state[f"{page}.{name}"] = _to_widget_value(info[name], getattr(spec, name))
 
 
+def view_controls(name: str) -> Spec:
+    """The view's Spec from its sidebar: the Spec class, presets and settings that views.py names for it."""
+    view = views.view(name)
+    return spec_controls(view.spec_cls, name, fields=view.sidebar, presets=view.presets)
+
+
 def spec_controls(
     spec_cls, page: str, *, fields: list[str] | None = None, presets: dict[str, Preset] | None = None, container=None
 ) -> Spec:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from normviz.config import Preset, Spec
+from normviz.config import Preset, Spec, ViewsSpec
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class View:
     experiment: str  # normviz.experiments.<experiment> holds the view's Spec class and PRESETS
     spec_name: str  # the Spec class of the whole page (all its settings)
     shown: tuple[str, ...] = ()  # URL parameters of its main-area controls: what the charts show, not what trains
+    fields: tuple[str, ...] = ()  # its sidebar's settings in order; () for a ViewsSpec's own, or every setting
 
     @property
     def page(self) -> str:
@@ -28,6 +29,13 @@ class View:
         return getattr(self._module(), self.spec_name)
 
     @property
+    def sidebar(self) -> list[str] | None:
+        """The settings its sidebar shows, in order (None: every one of its Spec's)."""
+        if self.fields:
+            return list(self.fields)
+        return self.spec_cls.sidebar() if issubclass(self.spec_cls, ViewsSpec) else None
+
+    @property
     def presets(self) -> dict[str, Preset]:
         return self._module().PRESETS
 
@@ -35,6 +43,23 @@ class View:
         return importlib.import_module(f"normviz.experiments.{self.experiment}")
 
 
+# sidebars in order (the lesson's knobs first; ui.spec_controls puts the data, seed and recording settings
+# in an expander)
+_DATA = ("dataset", "data_file", "upload", "n_samples")
+_NET = ("depth", "width")
+_RUNNING_STATS_FIELDS = (
+    *("momenta", "cma", "convention", "var_estimator", "running_init", "bias_correction", "schedule", "lr"),
+    *("batch_size", "steps", "pop_every", "recalibrate_batches", *_DATA, "test_fraction", "scaling", "noise"),
+    *(*_NET, "activation", "init", "init_std", "norm_place", "seed"),
+)
+_TRAIN_VS_INFERENCE_FIELDS = (
+    *("batch_size", "norms", "image", "train_batch", "train_epochs", "epochs", "sizes", "lr", "lr_scaling"),
+    *("momentum", "rmax", "dmax", "groups", "stream_max_batch", *_NET, "seed", *_DATA),
+)
+_BY_HAND_FIELDS = (
+    *("convention", "momentum", "eps", "var_estimator", "x", "gamma", "beta", "running_mean", "running_var"),
+    *("dy", "x_new"),
+)
 VIEWS = (
     View("activations", "Activations", "bar_chart", "activations", "ActivationsSpec", ("quantity",)),
     View("init_sweep", "Init-scale sweep", "grid_view", "init_sweep", "InitSweepSpec"),
@@ -45,10 +70,18 @@ VIEWS = (
         "running_stats",
         "MomentumSpec",
         ("momenta_shown", "layer", "channel", "population"),
+        _RUNNING_STATS_FIELDS,
     ),
-    View("train_vs_inference", "Train vs inference", "compare_arrows", "inference", "TrainVsInferenceSpec"),
+    View(
+        "train_vs_inference",
+        "Train vs inference",
+        "compare_arrows",
+        "inference",
+        "TrainVsInferenceSpec",
+        fields=_TRAIN_VS_INFERENCE_FIELDS,
+    ),
     View("alternatives", "Alternatives", "tune", "alternatives", "AlternativesSpec", ("tensor_norm",)),
-    View("by_hand", "BN by hand", "edit_note", "by_hand", "ByHandSpec", ("feature",)),
+    View("by_hand", "BN by hand", "edit_note", "by_hand", "ByHandSpec", ("feature",), _BY_HAND_FIELDS),
     View("why_bn", "Why BN helps", "psychology", "why_bn", "WhyBNSpec", ("layer",)),
 )
 BY_NAME = {v.name: v for v in VIEWS}

@@ -1,13 +1,13 @@
 import streamlit as st
 
 from normviz import ui
-from normviz.experiments.activations import PRESETS, PROBE_BATCH, ActivationsSpec, pytorch_snippet, run
+from normviz.experiments.activations import PROBE_BATCH, pytorch_snippet, run
 from normviz.figures import activations as figs
 
 ui.enter_through_app()
 st.title("Activations with and without BatchNorm")
 st.caption("Two MLPs start from identical weights and train on the same batches; only one has BatchNorm.")
-spec = ui.spec_controls(ActivationsSpec, "activations", presets=PRESETS)
+spec = ui.view_controls("activations")
 font = ui.font_size()
 quantity = ui.show_control(
     "activations",

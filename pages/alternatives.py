@@ -8,9 +8,7 @@ from normviz.layers import NORM_LABELS
 
 ui.enter_through_app()
 st.title("Alternatives to BatchNorm")
-spec = ui.spec_controls(
-    alt.AlternativesSpec, "alternatives", fields=alt.AlternativesSpec.sidebar(), presets=alt.PRESETS
-)
+spec = ui.view_controls("alternatives")
 font = ui.font_size()
 view = spec.view
 st.header(alt.VIEW_TITLES[view], divider="gray")

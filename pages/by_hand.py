@@ -8,26 +8,13 @@ from normviz.experiments import by_hand as bh
 from normviz.runs import final
 
 PAGE = "by_hand"
-FIELDS = [
-    "convention",
-    "momentum",
-    "eps",
-    "var_estimator",
-    "x",
-    "gamma",
-    "beta",
-    "running_mean",
-    "running_var",
-    "dy",
-    "x_new",
-]
 ui.enter_through_app()
 st.title("BatchNorm by hand")
 st.caption(
     "One training step of `torch.nn.BatchNorm1d` on a small batch, formula by formula with your numbers "
     "(numpy, float64), then checked against torch itself. Edit any white cell; the link keeps your edits."
 )
-spec = ui.spec_controls(bh.ByHandSpec, PAGE, fields=FIELDS, presets=bh.PRESETS)
+spec = ui.view_controls(PAGE)
 result = final(bh.run(spec))
 b, c = result.shape
 

@@ -1,12 +1,12 @@
 import streamlit as st
 
 from normviz import ui
-from normviz.experiments.init_sweep import PRESETS, InitSweepSpec, describe, pytorch_snippet, run, running_init_note
+from normviz.experiments.init_sweep import describe, pytorch_snippet, run, running_init_note
 from normviz.figures import activations as figs
 
 ui.enter_through_app()
 st.title("The init-scale sweep (Deep Learning from Scratch, ch. 6)")
-spec = ui.spec_controls(InitSweepSpec, "init_sweep", presets=PRESETS)
+spec = ui.view_controls("init_sweep")
 st.caption(describe(spec))
 font = ui.font_size()
 

@@ -21,7 +21,7 @@ if (
     state["running_stats.momenta"] = rs.translated_text(
         last_text
     )  # a convention switch keeps the same physical momenta
-spec = ui.spec_controls(rs.MomentumSpec, "running_stats", fields=rs.PAGE_FIELDS, presets=rs.PRESETS)
+spec = ui.view_controls("running_stats")
 state["running_stats.last"] = (state.get("running_stats.momenta"), spec.convention)
 font = ui.font_size()
 

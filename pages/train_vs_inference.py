@@ -2,7 +2,7 @@ import streamlit as st
 
 from normviz import ui
 from normviz.experiments import batch_size, inference
-from normviz.experiments.inference import PRESETS, InferenceSpec, TrainVsInferenceSpec
+from normviz.experiments.inference import InferenceSpec
 from normviz.experiments.norm_zoo import RENORM_VS_PAPER
 from normviz.figures import train_vs_inference as figs
 
@@ -12,34 +12,7 @@ st.caption(
     "A BN network that works in training can behave differently in production, where images come one "
     "at a time; and small batches hurt BN while it trains. The slider B is used in every section."
 )
-spec = ui.spec_controls(
-    TrainVsInferenceSpec,
-    "train_vs_inference",
-    presets=PRESETS,
-    fields=[
-        "batch_size",
-        "norms",
-        "image",
-        "train_batch",
-        "train_epochs",
-        "epochs",
-        "sizes",
-        "lr",
-        "lr_scaling",
-        "momentum",
-        "rmax",
-        "dmax",
-        "groups",
-        "stream_max_batch",
-        "depth",
-        "width",
-        "seed",
-        "dataset",
-        "data_file",
-        "upload",
-        "n_samples",
-    ],
-)
+spec = ui.view_controls("train_vs_inference")
 font, B = ui.font_size(), spec.batch_size
 
 

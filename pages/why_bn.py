@@ -6,7 +6,7 @@ from normviz.figures import why_bn as figs
 
 ui.enter_through_app()
 st.title("Why BatchNorm helps")
-spec = ui.spec_controls(why.WhyBNSpec, "why_bn", fields=why.WhyBNSpec.sidebar(), presets=why.PRESETS)
+spec = ui.view_controls("why_bn")
 font = ui.font_size()
 view = spec.view
 st.header(why.VIEW_TITLES[view], divider="gray")

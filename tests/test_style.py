@@ -1,9 +1,10 @@
-"""The shared chart look: momentum colours by rank, and fonts that really scale (ticks, axis titles, legends)."""
+"""The shared chart look: momentum colours by rank, fonts that really scale (ticks, axis titles, legends), and
+titles that fit a phone."""
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from normviz.figures.style import CMA_COLOR, FONT_SIZES, momentum_colors, style
+from normviz.figures.style import CMA_COLOR, FONT_SIZES, TOOLBAR_PX, momentum_colors, style, wrap
 
 
 def test_close_momenta_get_distinct_colours_and_equal_ones_share():
@@ -38,3 +39,29 @@ def test_log_axes_are_labelled_by_decades_unless_ticks_are_given():
     assert fig.layout.yaxis.dtick == 1
     assert fig.layout.yaxis2.dtick is None
     assert go.Figure().layout.yaxis.dtick is None
+
+
+def test_wrap_breaks_between_words_and_keeps_given_breaks():
+    text = "Training at batch size B (same samples seen; learning rate × B/32)"
+    lines = wrap(text, 36).split("<br>")
+    assert all(len(line) <= 36 for line in lines) and " ".join(lines) == text
+    assert wrap("short<br>also short", 36) == "short<br>also short"
+
+
+def test_a_long_title_wraps_below_the_toolbar_in_a_margin_that_grows_with_its_lines():
+    short = style(go.Figure(), "Short title")
+    long = style(go.Figure(), "A. Layer 2, channel 1: running estimates vs population, and more words")
+    assert long.layout.title.text.count("<br>") == 2 and short.layout.title.text.count("<br>") == 0
+    assert long.layout.margin.t > short.layout.margin.t > TOOLBAR_PX
+    assert long.layout.title.pad.t > short.layout.title.pad.t == TOOLBAR_PX  # Plotly lifts multi-line titles
+    presenter = style(go.Figure(), "A. Layer 2, channel 1: running estimates vs population", FONT_SIZES["large"])
+    assert presenter.layout.title.text.count("<br>") == 0  # a projector is wide
+
+
+def test_subplot_titles_wrap_to_their_column_and_row_titles_get_room():
+    fig = make_subplots(1, 2, subplot_titles=("test accuracy (eval mode) after training at batch B", "short"))
+    fig = style(fig, "Title")
+    assert "<br>" in fig.layout.annotations[0].text and fig.layout.annotations[1].text == "short"
+    assert fig.layout.margin.r == 10
+    rows = style(make_subplots(2, 1, row_titles=("BN", "no BN")), "Title")
+    assert rows.layout.margin.r > 10

@@ -36,3 +36,9 @@ def test_app_builds_its_navigation_from_the_registry():
 def test_an_unknown_view_names_the_known_ones():
     with pytest.raises(KeyError, match="activations"):
         views.view("nope")
+
+
+def test_every_sidebar_names_settings_of_its_spec_once():
+    for view in views.VIEWS:
+        names = view.sidebar or list(view.spec_cls.field_info())
+        assert len(set(names)) == len(names) and set(names) <= set(view.spec_cls.field_info()), view.name

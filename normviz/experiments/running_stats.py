@@ -511,36 +511,6 @@ def translated_text(text: str) -> str:
     return ",".join(momentum_text(m) for m in translate(momenta, "keras"))
 
 
-PAGE_FIELDS = [
-    "momenta",
-    "cma",
-    "convention",
-    "var_estimator",
-    "running_init",
-    "bias_correction",
-    "schedule",
-    "lr",
-    "batch_size",
-    "steps",
-    "pop_every",
-    "recalibrate_batches",
-    "dataset",
-    "data_file",
-    "upload",
-    "n_samples",
-    "test_fraction",
-    "scaling",
-    "noise",
-    "depth",
-    "width",
-    "activation",
-    "init",
-    "init_std",
-    "norm_place",
-    "seed",
-]
-
-
 def caption_a(spec: MomentumSpec) -> str:
     ramp = (
         f" Momentum ramp: m_t = m·(1 − {1 - RAMP_END:g}·(t−1)/(T−1)), from m down to {RAMP_END:g}·m at the last step."

@@ -130,9 +130,7 @@ def axes_cube(result, font_size: int = 14) -> go.Figure:
         camera=dict(eye=dict(x=-1.7, y=-2.0, z=1.3), projection=dict(type="orthographic")),
     )
     fig.update_layout({f"scene{i if i > 1 else ''}": scene for i in range(1, len(AXES_KINDS) + 1)})
-    style(fig, None, font_size, height=760)
-    fig.update_layout(margin=dict(t=80))  # room for the first row's two-line titles
-    return fig
+    return style(fig, None, font_size, height=760)
 
 
 @of_finished_results
@@ -490,7 +488,7 @@ def rnn_long(result, font_size: int = 14) -> go.Figure:
         line=dict(color="#444", dash="dash"),
         row=1,
         col=2,
-        annotation_text="longer than training →",
+        annotation_text="longer than<br>training →",
         annotation_position="bottom right",
     )
     fig.update_xaxes(title_text="sequence length (steps)", tickvals=lengths, row=1, col=1)

@@ -24,7 +24,6 @@ NORM_COLORS = {
 REFERENCE_COLOR = "#8a8f98"  # reference lines: a mid grey that reads on light and dark themes
 CMA_COLOR = "#6c7a89"  # slate grey: readable on the light and the dark theme
 FONT_SIZES = {"normal": 14, "large": 20}
-TITLE_CHARS = {14: 36, 20: 60}  # a title line's length: a 390 px phone; presenter mode's wide projector
 TOOLBAR_PX = 34  # Plotly's toolbar (top right) stays clear of the title
 MENU_BG, MENU_TEXT = "#dfe5ec", "#1a1d23"
 
@@ -43,9 +42,16 @@ def momentum_colors(momenta) -> list[str]:
     return [CMA_COLOR if m is None else scale[m] for m in momenta]
 
 
+def _title_chars(font_size: int) -> int:
+    """A title line's length: a 390 px phone's at the normal size; presenter mode's is a wide projector."""
+    return 60 if font_size >= FONT_SIZES["large"] else round(36 * FONT_SIZES["normal"] / font_size)
+
+
 def wrap(text: str, width: int) -> str:
-    """Break each line of a Plotly title (lines end at <br>) between words, at most `width` characters a line."""
-    return "<br>".join(textwrap.fill(line, width).replace("\n", "<br>") for line in text.split("<br>"))
+    """Break each line of a Plotly title (lines end at <br>) between words, at most `width` characters a line;
+    a line with markup (<b>…</b>) stays whole."""
+    fill = textwrap.TextWrapper(width, break_long_words=False, break_on_hyphens=False).fill
+    return "<br>".join(line if "<" in line else fill(line).replace("\n", "<br>") for line in text.split("<br>"))
 
 
 def _wrap_subplot_titles(fig: go.Figure, font_size: int) -> int:
@@ -59,18 +65,24 @@ def _wrap_subplot_titles(fig: go.Figure, font_size: int) -> int:
         return 0
     top = max(a.y for a in titles)
     columns = sum(a.y == top for a in titles)
-    width = max(12, round(TITLE_CHARS[font_size] * 1.25 / columns))  # their font is 4 px under the title's
+    # centred over their plot, which a phone's tick labels and margins leave narrower than the figure
+    width = max(12, round(_title_chars(font_size) * 0.8 / columns**0.6))
     for a in titles:
         a.text = wrap(a.text, width)
     lines = max(a.text.count("<br>") + 1 for a in titles if a.y == top)
     return round(1.3 * font_size * lines)
 
 
+def _right_of_plot(fig: go.Figure, font_size: int) -> int:
+    """Room for row titles (make_subplots writes them turned, right of the plot); Plotly leaves them cut."""
+    return round(1.5 * font_size) if any(a.textangle == 90 for a in fig.layout.annotations) else 0
+
+
 def style(
     fig: go.Figure, title: str | None = None, font_size: int = FONT_SIZES["normal"], height: int | None = None
 ) -> go.Figure:
     """Apply the shared layout: readable fonts, a title that fits a phone, compact margins, legend below."""
-    title = wrap(title, TITLE_CHARS[font_size]) if title else None
+    title = wrap(title, _title_chars(font_size)) if title else None
     subplot_titles = _wrap_subplot_titles(fig, font_size)
     title_px = round(1.3 * (font_size + 4) * (title.count("<br>") + 1)) + 12 if title else 0
     fig.update_layout(
@@ -88,7 +100,7 @@ def style(
         if title
         else None,
         font=dict(size=font_size),
-        margin=dict(l=10, r=10, t=TOOLBAR_PX + title_px + subplot_titles, b=10),
+        margin=dict(l=10, r=10 + _right_of_plot(fig, font_size), t=TOOLBAR_PX + title_px + subplot_titles, b=10),
         # below the plot, under the axis titles: the chart's title stays free
         legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0),
         hoverlabel=dict(font_size=font_size),

@@ -214,24 +214,24 @@ def scale(result, font_size: int = 14) -> go.Figure:
 
 @of_finished_results
 def adabn(result: why_adabn.AdaBNResult, font_size: int = 14) -> go.Figure:
-    """Left: accuracy under the shift by how BN gets its statistics; right: AdaBN's accuracy against its samples."""
+    """Above: accuracy under the shift by how BN gets its statistics; below: AdaBN's accuracy against its samples
+    (one above the other: side by side, a phone had no room for the bars' names)."""
     fig = make_subplots(
-        1,
         2,
+        1,
         subplot_titles=(
             f"test accuracy, shift: {result.spec.shift}",
             "AdaBN: accuracy against unlabelled shifted images",
         ),
-        horizontal_spacing=0.1,
-        column_widths=[0.45, 0.55],
+        vertical_spacing=0.2,
     )
     n = result.spec.adapt_samples
-    bars = {
-        "clean, eval mode": result.clean_acc[0],
-        "shifted, eval mode (training statistics)": result.shifted_acc[0],
-        f"shifted, AdaBN on {n} images": result.adabn_at(min(n, result.pool_size)),
-        f"shifted, AdaBN on all {result.pool_size}": result.pool_acc,
-        f"shifted, each test batch's statistics ({result.spec.test_batch})": result.batch_stats_acc,
+    bars = {  # two short lines each: a phone keeps room for the bars
+        "clean,<br>eval mode": result.clean_acc[0],
+        "shifted, eval mode<br>(training statistics)": result.shifted_acc[0],
+        f"shifted, AdaBN<br>on {n} images": result.adabn_at(min(n, result.pool_size)),
+        f"shifted, AdaBN<br>on all {result.pool_size}": result.pool_acc,
+        f"shifted, each test batch's<br>statistics ({result.spec.test_batch})": result.batch_stats_acc,
     }
     fig.add_bar(
         y=list(bars),
@@ -256,7 +256,7 @@ def adabn(result: why_adabn.AdaBNResult, font_size: int = 14) -> go.Figure:
         col=1,
     )
     mean = result.adabn_acc.mean(1)
-    _band(fig, result.samples, result.adabn_acc.min(1), result.adabn_acc.max(1), "BN", 1, 2, name="AdaBN, draws")
+    _band(fig, result.samples, result.adabn_acc.min(1), result.adabn_acc.max(1), "BN", 2, 1, name="AdaBN, draws")
     fig.add_scatter(
         x=result.samples,
         y=mean,
@@ -265,18 +265,20 @@ def adabn(result: why_adabn.AdaBNResult, font_size: int = 14) -> go.Figure:
         name="AdaBN, mean",
         legendgroup="BN",
         showlegend=False,
-        row=1,
-        col=2,
+        row=2,
+        col=1,
     )
     for y, text in ((result.shifted_acc[0], "training statistics"), (result.pool_acc, "AdaBN, whole pool")):
-        fig.add_hline(y=y, line=dict(dash="dot", color=REFERENCE_COLOR), annotation_text=text, row=1, col=2)
-    fig.add_vline(x=min(n, result.pool_size), line=dict(dash="dash", color=REFERENCE_COLOR), row=1, col=2)
+        fig.add_hline(y=y, line=dict(dash="dot", color=REFERENCE_COLOR), annotation_text=text, row=2, col=1)
+    fig.add_vline(x=min(n, result.pool_size), line=dict(dash="dash", color=REFERENCE_COLOR), row=2, col=1)
     fig.update_layout(barmode="group")
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_xaxes(tickformat=".0%", range=[0, 1.05], row=1, col=1)
-    fig.update_xaxes(type="log", title_text="unlabelled shifted images", row=1, col=2)
-    fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=2)
-    return style(fig, None, font_size, height=440)
+    fig.update_xaxes(
+        type="log", tickformat="~s", title_text="unlabelled shifted images", row=2, col=1
+    )  # 1k: fits a phone
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=2, col=1)
+    return style(fig, None, font_size, height=720)
 
 
 def default_layer(depth: int) -> int:

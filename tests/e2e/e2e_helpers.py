@@ -302,6 +302,11 @@ def chart_layout_problems(page, charts: str = CHARTS) -> list[str]:
                         out.push(`${name}: title cut`);
                     if (bar && hit(b, box(bar))) out.push(`${name}: toolbar over the title`);
                 });
+                plot.querySelectorAll('.annotation-text').forEach(t => {
+                    const b = box(t);
+                    if (b.width && (b.left < frame.left - 1 || b.right > frame.right + 1))
+                        out.push(`${name}: ${t.textContent.slice(0, 30)} cut`);
+                });
                 plot.querySelectorAll('.xaxislayer-above, .yaxislayer-above').forEach(axis => {
                     const ticks = [...axis.querySelectorAll('text')].filter(t => t.textContent.trim());
                     const boxes = ticks.map(box);
