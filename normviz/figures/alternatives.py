@@ -78,7 +78,9 @@ def axes_cube(result, font_size: int = 14) -> go.Figure:
     cols = 3  # BN, LN, IN in the first row; GN and RMSNorm in the second
     rows = -(-len(AXES_KINDS) // cols)
     specs = [[{"type": "scene"} if r * cols + c < len(AXES_KINDS) else None for c in range(cols)] for r in range(rows)]
-    fig = make_subplots(rows, cols, specs=specs, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.1)
+    fig = make_subplots(  # room between the rows for a phone's wrapped titles
+        rows, cols, specs=specs, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.25
+    )
     for i, kind in enumerate(AXES_KINDS):
         pos = dict(row=i // cols + 1, col=i % cols + 1)
         boxes = _set_boxes(result.sets[kind])
