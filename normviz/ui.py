@@ -147,10 +147,26 @@ def _seed(page: str, spec: Spec, names, info: dict):
         st.session_state[f"{page}.{name}"] = _to_widget_value(info[name], getattr(spec, name))
 
 
-def view_controls(name: str) -> Spec:
-    """The view's Spec from its sidebar: the Spec class, presets and settings that views.py names for it."""
+def view_controls(name: str, rewrite_on_switch: tuple[str, str, Callable[[str], str]] | None = None) -> Spec:
+    """The view's Spec from its sidebar: the Spec class, presets and settings that views.py names for it.
+
+    rewrite_on_switch = (switch, field, rewrite): when the setting `switch` changes and the text setting
+    `field` does not, `field` is rewritten (Running statistics: a convention switch keeps the same momenta)."""
     view = views.view(name)
-    return spec_controls(view.spec_cls, name, fields=view.sidebar, presets=view.presets)
+    if rewrite_on_switch is None:
+        return spec_controls(view.spec_cls, name, fields=view.sidebar, presets=view.presets)
+    switch, field, rewrite = rewrite_on_switch
+    key, last_key = f"{name}.{field}", f"{name}.{field}.before-{switch}"
+    last_text, last_switch = st.session_state.get(last_key, (None, None))
+    if (
+        last_switch
+        and st.session_state.get(f"{name}.{switch}") != last_switch
+        and st.session_state.get(key) == last_text
+    ):
+        st.session_state[key] = rewrite(last_text)
+    spec = spec_controls(view.spec_cls, name, fields=view.sidebar, presets=view.presets)
+    st.session_state[last_key] = (st.session_state.get(key), getattr(spec, switch))
+    return spec
 
 
 def spec_controls(

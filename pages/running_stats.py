@@ -11,18 +11,7 @@ st.caption(
     "One network trains once. Running statistics never change training in train mode, so every BN layer "
     "keeps one set of running buffers per momentum (plus the cumulative average) on the same batches."
 )
-state = st.session_state
-last_text, last_convention = state.get("running_stats.last", (None, None))
-if (
-    last_convention
-    and state.get("running_stats.convention") != last_convention
-    and state.get("running_stats.momenta") == last_text
-):
-    state["running_stats.momenta"] = rs.translated_text(
-        last_text
-    )  # a convention switch keeps the same physical momenta
-spec = ui.view_controls("running_stats")
-state["running_stats.last"] = (state.get("running_stats.momenta"), spec.convention)
+spec = ui.view_controls("running_stats", rewrite_on_switch=("convention", "momenta", rs.translated_text))
 font = ui.font_size()
 
 labels, channels = spec.row_labels(), min(spec.width, rs.TRACE_CHANNELS)

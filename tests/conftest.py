@@ -1,4 +1,4 @@
-"""Shared test settings, the browser suites of the parallel run, and the e2e figures in the terminal summary."""
+"""Shared test settings, the browser suite of the parallel run, and the e2e figures in the terminal summary."""
 
 import os
 import sys
@@ -9,11 +9,10 @@ from xdist.scheduler import LoadScopeScheduling
 sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
 import e2e_helpers  # noqa: E402
 
-# `python -m pytest` runs on two pytest-xdist workers (pyproject addopts), one browser suite each, with the
-# other tests spread over both. Two Ray clusters on one machine would compete for Ray's fixed ports: the cluster
-# tests run one after another, with the live and page tests, in one worker; the malformed-URL fuzz (about a
-# dozen minutes of page loads, on its own app server) runs beside them in the other.
-SCOPES = {"tests/e2e/test_fuzz_browser.py": "fuzz", "tests/e2e/": "browser", "tests/test_cluster.py": "browser"}
+# `python -m pytest` runs on two pytest-xdist workers (pyproject addopts): the browser and cluster tests one after
+# another in one, the other tests spread over both. Two Ray clusters on one machine would compete for Ray's fixed
+# ports, and two browser suites at once overloaded the two cores (the fuzz's page loads took 1.8 times as long).
+BROWSER_AND_CLUSTER = ("tests/e2e/", "tests/test_cluster.py")
 
 # app.py would otherwise train every default and preset on a background thread (normviz.warm) while the page
 # tests count runs and time them; test_warm.py tests the warming itself. Servers started by the e2e tests
@@ -25,16 +24,16 @@ os.environ.setdefault("NORMVIZ_WORKERS", "0")
 os.environ.setdefault("NORMVIZ_CACHE_DIR", "off")
 
 
-class BrowserSuites(LoadScopeScheduling):
-    """Each browser suite runs in one worker; every other test is a unit of its own. (xdist's own `loadgroup`
-    does not group under pytest 9.2: it renames `item._nodeid`, which pytest no longer reads.)"""
+class BrowserAndClusterTogether(LoadScopeScheduling):
+    """The browser and cluster tests are one unit of work; every other test is a unit of its own. (xdist's own
+    `loadgroup` does not group under pytest 9.2: it renames `item._nodeid`, which pytest no longer reads.)"""
 
     def _split_scope(self, nodeid: str) -> str:
-        return next((scope for prefix, scope in SCOPES.items() if nodeid.startswith(prefix)), nodeid)
+        return "browser and cluster" if nodeid.startswith(BROWSER_AND_CLUSTER) else nodeid
 
 
 def pytest_xdist_make_scheduler(config, log):
-    return BrowserSuites(config, log)
+    return BrowserAndClusterTogether(config, log)
 
 
 def pytest_sessionstart(session):

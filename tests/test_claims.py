@@ -1,7 +1,8 @@
 """Every number a teaching text states is a setting of its preset, or a claim that a named test asserts.
 
-Teaching texts: every preset's notice (of every module with PRESETS), every tour section and stop, and the
-static texts of the experiment modules (TEXT_NAMES). A number passes when it is
+Teaching texts: every preset's notice (of every module with PRESETS), every tour section and stop, the
+static texts of the experiment modules (TEXT_NAMES), and every text constant of normviz/lessons. A number passes
+when it is
 - 0 or 1 in prose, or 0, 1 or 2 in a formula: the normalised mean and variance, ±1, a count of one, a square;
 - a value of the preset's settings (for a notice or a tour stop), e.g. "batch size 64" in a preset with batch 64;
 - listed in CLAIMS under its text, with the test that asserts it (a run of the preset, arithmetic or the code).
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import normviz.experiments
+import normviz.lessons
 from normviz import views
 from normviz.tour import TOUR
 
@@ -124,6 +126,7 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
         "8": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
     },
     ("running_stats", "FORMULAS"): {"0.9": "test_claims.py::test_ramp_formula_is_formatted_from_the_code"},
+    ("lessons.train_vs_inference", "FORMULAS"): {"32": "test_batch_size.py::test_cli_json_shape"},  # lr x B/32
     ("alternatives", "CAPTIONS:cost"): {"12": "test_claims.py::test_cost_rounds"},
     ("alternatives", "CAPTIONS:rnn"): {"8": "test_claims.py::test_rnn_steps_and_the_reuse_claim"},
     ("alternatives", "CAPTIONS:rnn-long"): {
@@ -167,7 +170,17 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
 
 def _modules() -> dict[str, object]:
     names = [m.name for m in pkgutil.iter_modules(normviz.experiments.__path__)]
-    return {n: importlib.import_module(f"normviz.experiments.{n}") for n in sorted(names)}
+    lessons = [f"lessons.{m.name}" for m in pkgutil.iter_modules(normviz.lessons.__path__)]
+    return {n: importlib.import_module(f"normviz.experiments.{n}") for n in sorted(names)} | {
+        n: importlib.import_module(f"normviz.{n}") for n in sorted(lessons)
+    }
+
+
+def _text_names(name: str, module) -> list[str]:
+    """An experiment module's teaching texts are its TEXT_NAMES; a lessons module's, every text constant."""
+    if not name.startswith("lessons."):
+        return list(TEXT_NAMES)
+    return [n for n, v in vars(module).items() if n.isupper() and isinstance(v, (str, list, dict))]
 
 
 def _settings(module, changes: dict) -> set[float]:
@@ -202,7 +215,7 @@ def texts() -> list[tuple[str, str, str, str, set[float]]]:
     for name, module in modules.items():
         for preset, p in getattr(module, "PRESETS", {}).items():
             out.append((name, preset, "prose", p.notice, _settings(module, p.changes)))
-        for const in TEXT_NAMES:
+        for const in _text_names(name, module):
             value = getattr(module, const, None)
             if value is None:
                 continue
@@ -249,7 +262,10 @@ def test_the_walk_finds_every_preset_and_tour_stop():
         assert (views.view(section.view).experiment, f"tour:{section.stops[0].preset}") in keys
     modules = _modules()
     presets = sum(len(getattr(m, "PRESETS", {})) for m in modules.values())
-    assert presets >= 20 and sum(not k.startswith(("tour", *TEXT_NAMES)) for _, k in keys) == presets
+    preset_keys = [k for m, k in keys if not m.startswith("lessons.") and not k.startswith(("tour", *TEXT_NAMES))]
+    assert presets >= 20 and len(preset_keys) == presets
+    lesson = "lessons.train_vs_inference"
+    assert (lesson, "CAPTIONS:tvi-modes") in keys and (lesson, "INTRO") in keys
 
 
 def test_every_number_is_a_setting_or_a_claim():
