@@ -111,14 +111,9 @@ def _by_hand_parts(spec) -> list[Part]:
             if r.torch_error
             else f"max |by hand − nn.BatchNorm1d| (float64): {max(r.diff(n) for n in ('y', 'running_mean')):.1e}"
         )
-        return [
-            style(
-                fig,
-                f"One training step by hand (momentum {r.momentum:g}, PyTorch convention). {note}",
-                font,
-                height=(font + 12) * (len(rows) + 1) + 120,
-            )
-        ]
+        fig = style(fig, f"One training step by hand (momentum {r.momentum:g}, PyTorch convention). {note}", font)
+        margins = fig.layout.margin.t + fig.layout.margin.b  # the title's lines, however many
+        return [fig.update_layout(height=margins + (font + 12) * (len(rows) + 1) + 30)]
 
     return [Part(by_hand.run, spec, draw)]
 

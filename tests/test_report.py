@@ -52,3 +52,14 @@ def test_lessons_follow_the_tour_and_include_every_preset():
     assert names[:3] == [s.preset for s in TOUR[0].stops]
     assert set(activations.PRESETS) <= set(names)
     assert len(names) == len(set(names))
+
+
+def test_the_by_hand_table_has_room_for_its_wrapped_title_and_every_row():
+    from normviz.experiments.by_hand import ByHandSpec
+    from normviz.runs import final
+
+    (part,) = report._by_hand_parts(ByHandSpec())
+    (fig,) = part.figures(final(part.run(part.spec)), 14)
+    rows = len(fig.data[0].cells.values[0])
+    assert "<br>" in fig.layout.title.text  # a long title, wrapped
+    assert fig.layout.height >= fig.layout.margin.t + fig.layout.margin.b + (14 + 12) * (rows + 1)
