@@ -4,13 +4,11 @@ import streamlit as st
 from normviz import ui
 from normviz.experiments import running_stats as rs
 from normviz.figures import running_stats as figs
+from normviz.lessons import running_stats as lesson
 
 ui.enter_through_app()
 st.title("Running statistics: what BN's momentum does")
-st.caption(
-    "One network trains once. Running statistics never change training in train mode, so every BN layer "
-    "keeps one set of running buffers per momentum (plus the cumulative average) on the same batches."
-)
+st.caption(lesson.INTRO)
 spec = ui.view_controls("running_stats", rewrite_on_switch=("convention", "momenta", rs.translated_text))
 font = ui.font_size()
 
@@ -66,31 +64,25 @@ def render(result, final: bool):
             "infinite); the charts stop there. Lower the learning rate."
         )
     ui.chart(figs.trajectories(result, layer - 1, channel - 1, shown, font), "rs-a")
-    st.caption(rs.caption_a(spec))
+    st.caption(lesson.caption_a(spec))
     ui.chart(figs.errors(result, population, shown, font), "rs-b")
-    st.caption(
-        f"Channel-averaged errors, log scale, against {rs.POPULATIONS[population]}. Dotted verticals: each "
-        "momentum's effective window 1/m (PyTorch convention); the start-up bias has decayed by e there."
-    )
+    st.caption(lesson.caption_b(population))
     ui.chart(figs.accuracy(result, shown, font), "rs-c")
-    st.caption(
-        "Eval mode normalises with one momentum's running stats; train mode with each test batch's own "
-        f"statistics (batches of {spec.batch_size})."
-    )
+    st.caption(lesson.caption_c(spec))
     if final and result.precise is not None:
         st.subheader("Recalibrate (PreciseBN)")
         ui.chart(figs.precise_bn(result, shown, font), "rs-precise")
-        st.caption(rs.caption_precise(result))
+        st.caption(lesson.caption_precise(result))
 
 
 ui.show_run(spec, rs.run, render)
 st.subheader(f"Momentum conventions ({rs.CONVENTIONS[spec.convention]} entered)")
 st.table(pd.DataFrame(rs.translation_rows(spec)))
 with st.expander("Why PyTorch's running_var uses n/(n-1)"):
-    st.markdown(rs.WHY_UNBIASED)
+    st.markdown(lesson.WHY_UNBIASED)
 with st.expander("Formulas"):
-    for formula in rs.FORMULAS:
+    for formula in lesson.FORMULAS:
         st.latex(formula)
 with st.expander("What to notice"):
-    st.markdown(rs.WHAT_TO_NOTICE)
+    st.markdown(lesson.WHAT_TO_NOTICE)
 ui.reproduce(rs.pytorch_snippet(spec))

@@ -72,7 +72,7 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
     ("running_stats", "PreciseBN fixes it"): {
         "5": "test_running_stats.py::test_precise_bn_recalibration_fixes_eval_accuracy",
     },
-    ("running_stats", "WHY_UNBIASED"): {
+    ("lessons.running_stats", "WHY_UNBIASED"): {
         "3": "test_claims.py::test_names_with_numbers",
         "1.6%": "test_claims.py::test_bessel_arithmetic",
         "64": "test_claims.py::test_bessel_arithmetic",
@@ -125,7 +125,7 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
         "7": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
         "8": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
     },
-    ("running_stats", "FORMULAS"): {"0.9": "test_claims.py::test_ramp_formula_is_formatted_from_the_code"},
+    ("lessons.running_stats", "FORMULAS"): {"0.9": "test_claims.py::test_ramp_formula_is_formatted_from_the_code"},
     ("lessons.train_vs_inference", "FORMULAS"): {"32": "test_batch_size.py::test_cli_json_shape"},  # lr x B/32
     ("alternatives", "CAPTIONS:cost"): {"12": "test_claims.py::test_cost_rounds"},
     ("alternatives", "CAPTIONS:rnn"): {"8": "test_claims.py::test_rnn_steps_and_the_reuse_claim"},
@@ -386,13 +386,14 @@ def test_bessel_arithmetic():
 
 def test_names_with_numbers():
     """Version names, not measurements: Keras 3."""
-    from normviz.experiments.running_stats import WHY_UNBIASED
+    from normviz.lessons.running_stats import WHY_UNBIASED
 
     assert "Keras 3," in WHY_UNBIASED
 
 
 def test_ramp_formula_is_formatted_from_the_code():
-    from normviz.experiments.running_stats import FORMULAS, RAMP_END, schedule_momenta
+    from normviz.experiments.running_stats import RAMP_END, schedule_momenta
+    from normviz.lessons.running_stats import FORMULAS
 
     assert f"1 - {1 - RAMP_END:g}" in FORMULAS[4]
     assert schedule_momenta((0.1,), 11, 11, "ramp") == pytest.approx((0.1 * RAMP_END,))

@@ -17,6 +17,7 @@ from normviz.data import load_checked
 from normviz.experiments import running_stats as rs
 from normviz.experiments.running_stats import KERAS_DEFAULT, PRESETS, MomentumSpec
 from normviz.figures import running_stats as figs
+from normviz.lessons import running_stats as lesson
 from normviz.runs import final
 
 torch.set_num_threads(1)
@@ -159,7 +160,7 @@ def test_frozen_network_estimates_approach_the_population_and_smaller_momentum_w
 
 def test_why_unbiased_the_biased_running_var_is_1_over_n_off_in_layer_1_and_chart_b_barely_moves():
     """WHY_UNBIASED's claims, on the preset it names with the estimator switched to biased."""
-    text = " ".join(rs.WHY_UNBIASED.split())
+    text = " ".join(lesson.WHY_UNBIASED.split())
     assert "*frozen network: only noise*" in text and "about 1/n instead of near 0" in text
     unbiased = preset("frozen network: only noise")
     biased = result(PRESETS["frozen network: only noise"].spec(MomentumSpec).replace(var_estimator="biased"))

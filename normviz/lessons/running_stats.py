@@ -1,0 +1,106 @@
+"""What the Running statistics page says around its charts: its introduction, the charts' captions, why
+PyTorch's running var is unbiased, the formulas and what to notice."""
+
+from __future__ import annotations
+
+from normviz.experiments.running_stats import (
+    CONVENTIONS,
+    POPULATIONS,
+    RAMP_END,
+    TRACE_CHANNELS,
+    MomentumResult,
+    MomentumSpec,
+)
+
+INTRO = (
+    "One network trains once. Running statistics never change training in train mode, so every BN layer "
+    "keeps one set of running buffers per momentum (plus the cumulative average) on the same batches."
+)
+
+
+def caption_a(spec: MomentumSpec) -> str:
+    ramp = (
+        f" Momentum ramp: m_t = m·(1 − {1 - RAMP_END:g}·(t−1)/(T−1)), from m down to {RAMP_END:g}·m at the last step."
+        if spec.schedule == "ramp"
+        else ""
+    )
+    corrected = " (bias-corrected: divided by 1−∏(1−m_t))" if spec.bias_correction else ""
+    return (
+        f"Lines: running estimates as eval mode uses them{corrected}, momenta in the "
+        f"{CONVENTIONS[spec.convention]} convention. Grey dots: each step's batch statistic (variance in the "
+        f"{spec.var_estimator} estimator, as the running var folds it in). Green dashed: "
+        f"{POPULATIONS['precise']}. Brown dotted: {POPULATIONS['eval']}. The first {TRACE_CHANNELS} channels of "
+        f"each layer are traced.{ramp}"
+    )
+
+
+VAR_ESTIMATOR_WORDS = {"unbiased": "unbiased (÷ (n − 1))", "biased": "biased (÷ n)"}
+
+
+def caption_precise(result: MomentumResult) -> str:
+    p = result.precise
+    return (
+        f"After training, every running mean/var was replaced by the equal-weight average of the batch "
+        f"statistics of {p['batches']} random training batches of {result.spec.batch_size}, computed in train "
+        f"mode with the final weights; each batch variance in the {VAR_ESTIMATOR_WORDS[result.spec.var_estimator]} "
+        f"estimator, as the running var keeps it. Error after recalibration against population (a): mean "
+        f"{p['err_mean']:.3g}, var {p['err_var']:.3g}. Dashed line: the final train-mode test accuracy."
+    )
+
+
+WHY_UNBIASED = """\
+Training normalises each batch with its **biased** variance, (1/n)·Σ(x − μ_B)². That number is, on average,
+too small: the batch mean μ_B is fitted to the same n values, so the deviations from it are smaller than the
+deviations from the true mean, and E[biased variance] = (n − 1)/n · σ².
+
+Running statistics are meant to estimate the **population** variance σ² that eval mode should divide by, so
+PyTorch (and TF's fused kernel) multiply each batch variance by **n/(n − 1)** (Bessel's correction) before folding
+it into `running_var`. Keras 3, Flax and the book keep the biased one; their running variance is smaller by
+(n − 1)/n: 1.6% at batch 64, 50% at batch 2. Set *Var estimator* to *biased* in the preset *frozen network: only
+noise*: in the first BN layer the cumulative average's variance error against population (b) then settles at about
+1/n instead of near 0. Chart B averages all layers, and the deeper layers' own error floor (see *Two populations*)
+is larger than 1/n, so there the estimator changes the line only a little. Against population (a), which averages
+the batch variances in the running var's own estimator, it changes nothing once the start value has faded.
+
+Here n is the number of values per channel in the batch (batch size × spatial positions for conv layers)."""
+
+FORMULAS = [
+    r"\text{PyTorch: } \hat\mu_t = (1-m)\,\hat\mu_{t-1} + m\,\mu_{B_t},\qquad "
+    r"\hat\sigma^2_t = (1-m)\,\hat\sigma^2_{t-1} + m\,\tfrac{n}{n-1}\,\sigma^2_{B_t}",
+    r"\text{Keras/TF/Flax: } \hat\mu_t = m_K\,\hat\mu_{t-1} + (1-m_K)\,\mu_{B_t},\qquad m_K = 1 - m",
+    r"\text{momentum=None (CMA): } \hat\mu_t = \hat\mu_{t-1} + \tfrac{1}{t}\,(\mu_{B_t} - \hat\mu_{t-1})"
+    r" = \tfrac1t \textstyle\sum_{s\le t} \mu_{B_s}",
+    r"\text{bias-corrected EMA: } \tilde\mu_t = \hat\mu_t \,/\, \big(1 - \textstyle\prod_{s\le t}(1-m_s)\big)"
+    r"\quad(\hat\mu_0 = 0)",
+    rf"\text{{ramp: }} m_t = m\,\big(1 - {1 - RAMP_END:g}\,\tfrac{{t-1}}{{T-1}}\big),\qquad "
+    r"\text{window} \approx 1/m \text{ steps}",
+    r"\text{errors: } \frac{|\hat\mu - \mu_{pop}|}{\sqrt{\sigma^2_{pop}+\epsilon}},\qquad "
+    r"\left|\frac{\hat\sigma^2+\epsilon}{\sigma^2_{pop}+\epsilon} - 1\right| "
+    r"\text{ averaged over all channels of all BN layers}",
+]
+
+WHAT_TO_NOTICE = """\
+- **Start-up:** every EMA starts from its initial value (mean 0, var 1 in PyTorch) and forgets it as (1−m)^t:
+  after about 1/m steps (the dotted lines in B) most of it is gone. The cumulative average and the
+  bias-corrected EMA have no start-up bias at all.
+- **Noise vs lag:** a large momentum follows the last few batches (noisy, fast); a small one averages many
+  (smooth, slow). With lr = 0 the population stands still and smaller is simply better; while the network
+  trains, a tiny momentum describes a network that no longer exists.
+- **Eval accuracy (C)** drops exactly where the running stats are wrong: that is the "works in training, fails
+  in eval" bug. PreciseBN recomputes the statistics with the final weights and closes the gap.
+- **Two populations:** against (b), what eval mode actually meets, even a perfect EMA keeps a small error floor in
+  deeper layers, because in training the earlier layers normalise with noisy batch statistics."""
+
+
+def caption_b(population: str) -> str:
+    return (
+        f"Channel-averaged errors, log scale, against {POPULATIONS[population]}. Dotted verticals: each "
+        "momentum's effective window 1/m (PyTorch convention); the start-up bias has decayed by e there."
+    )
+
+
+def caption_c(spec: MomentumSpec) -> str:
+    return (
+        "Eval mode normalises with one momentum's running stats; train mode with each test batch's own "
+        f"statistics (batches of {spec.batch_size})."
+    )
