@@ -5,6 +5,7 @@ from normviz.experiments import alternatives as alt
 from normviz.experiments.norm_cost import explain
 from normviz.figures import alternatives as figs
 from normviz.layers import NORM_LABELS
+from normviz.lessons import alternatives as lesson
 
 ui.enter_through_app()
 st.title("Alternatives to BatchNorm")
@@ -38,9 +39,9 @@ def percent_columns(rows):
 def render(r, final: bool):
     if view == "axes":
         ui.chart(figs.axes_cube(r, font), "alt-cube")
-        st.caption(alt.CAPTIONS["axes"])
+        st.caption(lesson.CAPTIONS["axes"])
         ui.chart(figs.tensor_sets(r, kind, font), "alt-tensor")
-        st.caption(alt.CAPTIONS["tensor"])
+        st.caption(lesson.CAPTIONS["tensor"])
         st.dataframe(r.table(kind), hide_index=True)
     elif view == "every-norm":
         for row in r.table():
@@ -50,7 +51,7 @@ def render(r, final: bool):
                     "stop there. Lower the learning rate."
                 )
         ui.chart(figs.zoo_curves(r, font), "alt-zoo")
-        st.caption(alt.CAPTIONS["every-norm"])
+        st.caption(lesson.CAPTIONS["every-norm"])
         rows = r.table()
         st.dataframe(rows, hide_index=True, column_config=percent_columns(rows))
         ui.table_download(rows, "alt-every-norm-results")
@@ -60,34 +61,34 @@ def render(r, final: bool):
         )
     elif view == "cost":
         ui.chart(figs.cost_bars(r, font), "alt-cost")
-        st.caption(alt.CAPTIONS["cost"])
+        st.caption(lesson.CAPTIONS["cost"])
         if final and r.busy_note():
             st.warning(r.busy_note())
         if final:
             st.markdown(explain(r))
     elif view == "sync-bn":
         ui.chart(figs.sync_figure(r, font), "alt-sync")
-        st.caption(alt.CAPTIONS["sync-bn"])
+        st.caption(lesson.CAPTIONS["sync-bn"])
         for message in r.messages():
             st.warning(message)
     else:
         ui.chart(figs.rnn_curves(r, font), "alt-rnn")
-        st.caption(alt.CAPTIONS["rnn"])
+        st.caption(lesson.CAPTIONS["rnn"])
         if final:
             ui.chart(figs.rnn_bn_stats(r, font), "alt-rnn-stats")
-            st.caption(alt.CAPTIONS["rnn-stats"])
+            st.caption(lesson.CAPTIONS["rnn-stats"])
             st.markdown("**A 16-step sequence with per-step BN**, as RowRNN answers it:")
             st.code(r.refusal, language=None, wrap_lines=True)
             ui.chart(figs.rnn_long(r, font), "alt-rnn-long")
-            st.caption(alt.CAPTIONS["rnn-long"])
+            st.caption(lesson.CAPTIONS["rnn-long"])
             st.markdown(r.long_note())
 
 
 ui.show_run(spec.sub(), alt.VIEW_RUNS[view], render)
-if view in alt.NOTICE:
+if view in lesson.NOTICE:
     with st.expander("What to notice", expanded=True):
-        st.markdown(alt.NOTICE[view])
+        st.markdown(lesson.NOTICE[view])
 with st.expander("Formulas"):
-    for formula in alt.FORMULAS[view]:
+    for formula in lesson.FORMULAS[view]:
         st.latex(formula)
 ui.reproduce(alt.pytorch_snippet(spec))

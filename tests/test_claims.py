@@ -118,22 +118,22 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
         "7": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
         "8": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
     },
-    ("alternatives", "NOTICE:every-norm"): {
+    ("lessons.alternatives", "NOTICE:every-norm"): {
         "2": "test_norm_zoo.py::test_batch_norm_over_two_samples_outputs_plus_or_minus_one"
     },
-    ("alternatives", "NOTICE:rnn"): {
+    ("lessons.alternatives", "NOTICE:rnn"): {
         "7": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
         "8": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
     },
     ("lessons.running_stats", "FORMULAS"): {"0.9": "test_claims.py::test_ramp_formula_is_formatted_from_the_code"},
     ("lessons.train_vs_inference", "FORMULAS"): {"32": "test_batch_size.py::test_cli_json_shape"},  # lr x B/32
-    ("alternatives", "CAPTIONS:cost"): {"12": "test_claims.py::test_cost_rounds"},
-    ("alternatives", "CAPTIONS:rnn"): {"8": "test_claims.py::test_rnn_steps_and_the_reuse_claim"},
-    ("alternatives", "CAPTIONS:rnn-long"): {
+    ("lessons.alternatives", "CAPTIONS:cost"): {"12": "test_claims.py::test_cost_rounds"},
+    ("lessons.alternatives", "CAPTIONS:rnn"): {"8": "test_claims.py::test_rnn_steps_and_the_reuse_claim"},
+    ("lessons.alternatives", "CAPTIONS:rnn-long"): {
         n: "test_claims.py::test_rnn_steps_and_the_reuse_claim" for n in ("2", "3", "24", "7")
     },
-    ("alternatives", "CAPTIONS:rnn-stats"): {"0.1": "test_claims.py::test_rnn_bn_momentum"},
-    ("alternatives", "CAPTIONS:every-norm"): {
+    ("lessons.alternatives", "CAPTIONS:rnn-stats"): {"0.1": "test_claims.py::test_rnn_bn_momentum"},
+    ("lessons.alternatives", "CAPTIONS:every-norm"): {
         "449": "test_claims.py::test_every_norm_caption_numbers",
         "0.1": "test_claims.py::test_every_norm_caption_numbers",
         "2017": "test_claims.py::test_citations_name_their_papers",
@@ -400,8 +400,8 @@ def test_ramp_formula_is_formatted_from_the_code():
 
 
 def test_every_norm_caption_numbers():
-    from normviz.experiments.alternatives import CAPTIONS
     from normviz.experiments.norm_zoo import RENORM_KWARGS, digits
+    from normviz.lessons.alternatives import CAPTIONS
 
     assert f"({len(digits(0).x_test)} held-out digits)" in CAPTIONS["every-norm"]
     assert f"PyTorch momentum {RENORM_KWARGS['momentum']:g})" in CAPTIONS["every-norm"]
@@ -459,7 +459,7 @@ def test_rnn_bn_momentum():
 
 def test_cost_rounds():
     from normviz.experiments import norm_cost
-    from normviz.experiments.alternatives import CAPTIONS
+    from normviz.lessons.alternatives import CAPTIONS
 
     assert norm_cost.ROUNDS == 12 and "Fastest of 12 interleaved rounds" in CAPTIONS["cost"]
 
