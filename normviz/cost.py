@@ -98,7 +98,6 @@ def forward(samples: float, models: float, per_sample: float, calls: float, laye
 
 # --- one work model per spec class ----------------------------------------------------------------------
 _WORK: dict[str, tuple[str, Callable[[Spec], Work]]] = {}  # class name -> (module, model)
-_PARTS: dict[str, tuple[str, Callable[[Spec], list[Spec]]]] = {}  # page specs that run several experiments' specs
 
 
 def _register(module: str, name: str):
@@ -257,31 +256,6 @@ def _why_adabn(s) -> Work:
     return work + forward(adapted, 1, per, 2 * len(SAMPLE_GRID) * DRAWS, 2 * s.depth)
 
 
-def _page_parts(module: str, name: str):
-    def wrap(fn):
-        _PARTS[name] = (module, fn)
-        return fn
-
-    return wrap
-
-
-@_page_parts("inference", "TrainVsInferenceSpec")
-def _train_vs_inference(s) -> list[Spec]:
-    from normviz.experiments import batch_size, inference
-
-    return [s.project(inference.InferenceSpec), s.project(batch_size.BatchSizeSpec)]
-
-
-@_page_parts("alternatives", "AlternativesSpec")
-def _alternatives(s) -> list[Spec]:
-    return [s.sub()]
-
-
-@_page_parts("why_bn", "WhyBNSpec")
-def _why_bn(s) -> list[Spec]:
-    return [s.sub()]
-
-
 # measured CPU time of each class's default / its raw estimate (bench/bench_cost.py, 2-core machine under load,
 # 2026-11-29); with these, the larger settings there came within 0.6x-1.6x of their measured times
 FACTORS = {
@@ -319,11 +293,11 @@ def _model(spec: Spec):
 
 
 def parts(spec: Spec) -> list[Spec]:
-    """The experiment specs a spec runs: itself, or the parts of a page's spec."""
-    entry = _PARTS.get(_key(spec))
-    if entry is not None and type(spec).__module__ == f"normviz.experiments.{entry[0]}":
-        return entry[1](spec)
-    return [spec]
+    """The experiment specs a spec runs: the parts of a view's spec, or itself."""
+    from normviz import views
+
+    view = views.of_spec(type(spec))
+    return [spec] if view is None else [part.spec for part in view.parts(spec)]
 
 
 def raw_seconds(spec: Spec) -> float:

@@ -14,7 +14,6 @@ import html
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,25 +24,23 @@ from tqdm import tqdm
 from normviz import views
 from normviz.config import Preset, Spec
 from normviz.figures.export import EXPORT_TEMPLATE
-from normviz.figures.style import FONT_SIZES, style
+from normviz.figures.style import FONT_SIZES
+from normviz.panels import Chart
 from normviz.tour import TOUR
-
-
-@dataclass(frozen=True)
-class Part:
-    """One run behind a page and the figures drawn from its result."""
-
-    run: Callable[[Spec], Iterator]
-    spec: Spec
-    figures: Callable[[object, int], list[go.Figure]]
 
 
 @dataclass(frozen=True)
 class ReportPage:
     title: str
-    presets: dict[str, Preset]
-    spec_cls: type
-    parts: Callable[[Spec], list[Part]]  # the page's spec -> what to run and draw
+    view: views.View
+
+    @property
+    def presets(self) -> dict[str, Preset]:
+        return self.view.presets
+
+    @property
+    def spec_cls(self) -> type[Spec]:
+        return self.view.spec_cls
 
 
 @dataclass(frozen=True)
@@ -57,136 +54,9 @@ class Lesson:
         return self.preset.spec(self.page.spec_cls)
 
 
-def _activations_parts(spec) -> list[Part]:
-    from normviz.experiments import activations
-    from normviz.figures import activations as f
-
-    def draw(r, font):  # histograms (animated), curves, per-layer statistics
-        return [f.layer_histograms(r, "act", font, animate=True), f.training_curves(r, font), f.layer_stats(r, font)]
-
-    return [Part(activations.run, spec, draw)]
-
-
-def _init_sweep_parts(spec) -> list[Part]:
-    from normviz.experiments import init_sweep
-    from normviz.figures.activations import init_sweep_grid
-
-    return [Part(init_sweep.run, spec, lambda r, font: [init_sweep_grid(r, font)])]
-
-
-def _running_stats_parts(spec) -> list[Part]:
-    from normviz.experiments import running_stats
-    from normviz.figures import running_stats as f
-
-    def draw(r, font):
-        layer = min(1, r.spec.depth - 1)  # layer 1's input mean is 0: the page starts at layer 2 too
-        figs = [f.trajectories(r, layer, 0, None, font), f.errors(r, "precise", None, font), f.accuracy(r, None, font)]
-        return figs + ([f.precise_bn(r, None, font)] if r.precise is not None else [])
-
-    return [Part(running_stats.run, spec, draw)]
-
-
-def _by_hand_parts(spec) -> list[Part]:
-    from normviz.experiments import by_hand
-
-    def draw(r, font):  # the page's tables: the batch, its statistics, x̂, y and the running statistics after
-        h, (b, c) = r.hand, r.shape
-        rows = (
-            [(f"x, sample {i + 1}", r.inputs["x"][i]) for i in range(b)]
-            + [("μ_B", h["mean"]), ("σ²_B", h["var"])]
-            + [(f"x̂, sample {i + 1}", h["x_hat"][i]) for i in range(b)]
-            + [(f"y = γx̂+β, sample {i + 1}", h["y"][i]) for i in range(b)]
-            + [("running mean after", h["running_mean"]), ("running var after", h["running_var"])]
-        )
-        cells = [[label for label, _ in rows]] + [[f"{v[j]:.6g}" for _, v in rows] for j in range(c)]
-        fig = go.Figure(
-            go.Table(
-                header=dict(values=["", *(f"feature {j + 1}" for j in range(c))]),
-                cells=dict(values=cells, height=font + 12),
-                columnwidth=[2] + [1] * c,
-            )
-        )
-        note = (
-            "torch.nn.BatchNorm1d refused this batch: " + r.torch_error
-            if r.torch_error
-            else f"max |by hand − nn.BatchNorm1d| (float64): {max(r.diff(n) for n in ('y', 'running_mean')):.1e}"
-        )
-        fig = style(fig, f"One training step by hand (momentum {r.momentum:g}, PyTorch convention). {note}", font)
-        margins = fig.layout.margin.t + fig.layout.margin.b  # the title's lines, however many
-        return [fig.update_layout(height=margins + (font + 12) * (len(rows) + 1) + 30)]
-
-    return [Part(by_hand.run, spec, draw)]
-
-
-def _train_vs_inference_parts(spec) -> list[Part]:
-    from normviz.experiments import batch_size, inference
-    from normviz.figures import train_vs_inference as f
-
-    b = spec.batch_size  # the page's "B": it is not part of either experiment's own spec
-
-    def draw_inference(r, font):
-        if r.mlp is None:
-            return []
-        figs = [f.train_vs_eval(r, b, font), f.single_image(r, font)]
-        if r.story is not None:
-            figs += [f.story(r, font), f.batch_mates(r, b, font)]
-        return figs + ([f.finetune(r, font)] if r.finetune is not None else [])
-
-    def draw_sweep(r, font):
-        return [f.sweep(r, b, font)] + ([f.stream(r, font)] if r.done else [])
-
-    return [
-        Part(inference.run, spec.project(inference.InferenceSpec), draw_inference),
-        Part(batch_size.run, spec.project(batch_size.BatchSizeSpec), draw_sweep),
-    ]
-
-
-def _alternatives_parts(spec) -> list[Part]:
-    from normviz.experiments import alternatives
-    from normviz.figures import alternatives as f
-
-    draw = {
-        "axes": lambda r, font: [f.axes_cube(r, font), f.tensor_sets(r, "group", font)],
-        "every-norm": lambda r, font: [f.zoo_curves(r, font)],
-        "cost": lambda r, font: [f.cost_bars(r, font)],
-        "sync-bn": lambda r, font: [f.sync_figure(r, font)],
-        "rnn": lambda r, font: [f.rnn_curves(r, font), f.rnn_bn_stats(r, font), f.rnn_long(r, font)],
-    }
-    return [Part(alternatives.VIEW_RUNS[spec.view], spec.sub(), draw[spec.view])]
-
-
-def _why_bn_parts(spec) -> list[Part]:
-    from normviz.experiments import why_bn
-    from normviz.figures import why_bn as f
-
-    draw = {
-        "lr-range": lambda r, font: [f.lr_range(r, font)],
-        "landscape": lambda r, font: [f.landscape(r, font)],
-        "noisy": lambda r, font: [
-            f.noisy_distributions(r, f.default_layer(r.spec.depth), font),
-            f.noisy_summary(r, font),
-        ],
-        "scale": lambda r, font: [f.scale(r, font)],
-        "adabn": lambda r, font: [f.adabn(r, font)],
-    }
-    return [Part(why_bn.VIEW_RUNS[spec.view], spec.sub(), draw[spec.view])]
-
-
-# each view's runs and the figures drawn from them: the same runs as its page
-PARTS: dict[str, Callable[[Spec], list[Part]]] = {
-    "activations": _activations_parts,
-    "init_sweep": _init_sweep_parts,
-    "by_hand": _by_hand_parts,
-    "running_stats": _running_stats_parts,
-    "train_vs_inference": _train_vs_inference_parts,
-    "alternatives": _alternatives_parts,
-    "why_bn": _why_bn_parts,
-}
-
-
 def pages() -> list[ReportPage]:
     """The views of the tour, in its order."""
-    return [ReportPage(s.title, views.view(s.view).presets, views.view(s.view).spec_cls, PARTS[s.view]) for s in TOUR]
+    return [ReportPage(s.title, views.view(s.view)) for s in TOUR]
 
 
 def lessons(names: list[str] | None = None) -> list[Lesson]:
@@ -219,7 +89,7 @@ def _settings(spec: Spec) -> str:
     return ", ".join(f"{k} = {v}" for k, v in changed.items()) or "the page's defaults"
 
 
-def _train(parts: list[Part], bar: tqdm, start: float) -> list:
+def _train(parts: list[views.Part], bar: tqdm, start: float) -> list:
     """Runs each part to its end, moving the bar by the lesson's progress (one unit per lesson)."""
     results = []
     for i, part in enumerate(parts):
@@ -304,11 +174,13 @@ def build(
         for i, lesson in enumerate(chosen):
             bar.set_description(lesson.name[:40])
             try:
-                parts = lesson.page.parts(lesson.spec)
+                view = lesson.page.view
+                parts = view.parts(lesson.spec)
                 key = tuple(p.spec.key() for p in parts)
                 results = done.get(key) or _train(parts, bar, i)
                 done[key] = results
-                figures = [fig for part, result in zip(parts, results) for fig in part.figures(result, font_size)]
+                panels = [p for part, r in zip(parts, results) for p in view.panels(part, r, True, font_size)]
+                figures = [p.figure for p in panels if isinstance(p, Chart)]
             except Exception as exc:  # one broken lesson must not cost the whole report
                 figures, failed = f"{type(exc).__name__}: {exc}", failed + 1
             sections.append((lesson, figures))

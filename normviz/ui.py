@@ -34,6 +34,7 @@ from normviz.config import DataSpec, Preset, Spec, SpecError, quote, unknown_par
 from normviz.data import DataError
 from normviz.figures import compare, export
 from normviz.figures.style import FONT_SIZES
+from normviz.panels import Chart, Panel, Table
 from normviz.service import QueueFull, default_service
 
 PRESET_PARAM = "preset"
@@ -623,6 +624,48 @@ def chart(fig: go.Figure, name: str):
             _draw(fig, name)
         return
     _draw(fig, name)
+
+
+_TEXT_ICONS = {"success": ":material/insights:"}
+
+
+def draw(panels: list[Panel]) -> None:
+    """A view's panels, in order: charts with their title, caption and notice; tables; texts."""
+    for panel in panels:
+        if isinstance(panel, Chart):
+            if panel.title:
+                st.subheader(panel.title)
+            chart(panel.figure, panel.key)
+            if panel.caption:
+                st.caption(panel.caption)
+            if panel.notice:
+                st.markdown("**What to notice**\n" + panel.notice)
+        elif isinstance(panel, Table):
+            percent = {c: st.column_config.NumberColumn(format="percent") for c in panel.percent}
+            st.dataframe(panel.rows, hide_index=True, column_config=percent or None)
+            if panel.download:
+                table_download(panel.rows, panel.download)
+        elif panel.kind == "expander":
+            with st.expander(panel.title):
+                st.markdown(panel.body)
+        elif panel.kind == "code":
+            st.code(panel.body, language=None, wrap_lines=True)
+        elif panel.kind in _TEXT_ICONS:
+            getattr(st, panel.kind)(panel.body, icon=_TEXT_ICONS[panel.kind])
+        else:  # markdown, caption, subheader, error, warning
+            getattr(st, panel.kind)(panel.body)
+
+
+def show_view(name: str, spec: Spec, **shown) -> None:
+    """Every run behind the view at these settings, each drawn as its lesson's panels, live while it trains;
+    `shown`: the values of the view's main-area controls."""
+    view, font = views.view(name), font_size()
+    for part in view.parts(spec):
+
+        def render(result, final: bool, part=part):
+            draw(view.panels(part, result, final, font, **shown))
+
+        show_run(part.spec, part.run, render, label=part.label)
 
 
 def _draw(fig: go.Figure, name: str) -> None:

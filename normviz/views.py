@@ -1,13 +1,35 @@
 """Every view of the app, written once. A view's name is its page file (pages/<name>.py), its URL path
-(/<name>), its key prefix in the session, and its id in the tour and the tests. app.py builds the navigation
-from VIEWS; the tour, the report, the warm-up, the cost cap and the page tests iterate it."""
+(/<name>), its CLI command, its key prefix in the session, and its id in the tour and the tests. app.py builds
+the navigation from VIEWS; the pages, the CLI, the tour, the report, the warm-up, the cost cap and the page
+tests iterate it."""
 
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from normviz.config import Preset, Spec, ViewsSpec
+
+TRAINING = "Training"  # a part's progress label when its view runs one experiment
+
+
+@dataclass(frozen=True)
+class Part:
+    """One run behind a view: the experiment (a module of normviz.experiments with one Spec and its `run`),
+    the view's settings that experiment reads, all of the view's settings, and the label of its progress."""
+
+    experiment: str
+    run: Callable[[Spec], Iterator]
+    spec: Spec
+    page: Spec
+    label: str = TRAINING
+
+    @classmethod
+    def of(cls, spec_cls: type[Spec], page: Spec, label: str = TRAINING) -> Part:
+        module = sys.modules[spec_cls.__module__]
+        return cls(module.__name__.rpartition(".")[2], module.run, page.project(spec_cls), page, label)
 
 
 @dataclass(frozen=True)
@@ -19,6 +41,7 @@ class View:
     spec_name: str  # the Spec class of the whole page (all its settings)
     shown: tuple[str, ...] = ()  # URL parameters of its main-area controls: what the charts show, not what trains
     fields: tuple[str, ...] = ()  # its sidebar's settings in order; () for a ViewsSpec's own, or every setting
+    runs: tuple[tuple[str, str], ...] = ()  # ("module.SpecClass", label) of each experiment, when it runs several
 
     @property
     def page(self) -> str:
@@ -34,6 +57,19 @@ class View:
         if self.fields:
             return list(self.fields)
         return self.spec_cls.sidebar() if issubclass(self.spec_cls, ViewsSpec) else None
+
+    def parts(self, spec: Spec) -> list[Part]:
+        """The runs behind the view at these settings: a ViewsSpec's chosen experiment, each of `runs`, or its own."""
+        if isinstance(spec, ViewsSpec):
+            return [Part.of(spec.VIEW_SPECS[spec.view], spec)]
+        if self.runs:
+            return [Part.of(_spec_class(where), spec, label) for where, label in self.runs]
+        return [Part.of(type(spec), spec)]
+
+    def panels(self, part: Part, result, final: bool, font: int, **shown) -> list:
+        """What the view draws from one part's result (normviz.panels), by its lesson module; `shown`: the
+        values of its main-area controls (the lesson's defaults where not given)."""
+        return importlib.import_module(f"normviz.lessons.{self.name}").panels(part, result, final, font, **shown)
 
     @property
     def presets(self) -> dict[str, Preset]:
@@ -79,12 +115,27 @@ VIEWS = (
         "inference",
         "TrainVsInferenceSpec",
         fields=_TRAIN_VS_INFERENCE_FIELDS,
+        runs=(
+            ("inference.InferenceSpec", "Training the BN MLP and CNN"),
+            ("batch_size.BatchSizeSpec", "Sweeping batch sizes"),
+        ),
     ),
     View("alternatives", "Alternatives", "tune", "alternatives", "AlternativesSpec", ("tensor_norm",)),
     View("by_hand", "BN by hand", "edit_note", "by_hand", "ByHandSpec", ("feature",), _BY_HAND_FIELDS),
     View("why_bn", "Why BN helps", "psychology", "why_bn", "WhyBNSpec", ("layer",)),
 )
 BY_NAME = {v.name: v for v in VIEWS}
+
+
+def _spec_class(where: str) -> type[Spec]:
+    """ "module.SpecClass" (a module of normviz.experiments) -> the class."""
+    module, _, name = where.rpartition(".")
+    return getattr(importlib.import_module(f"normviz.experiments.{module}"), name)
+
+
+def of_spec(spec_cls: type[Spec]) -> View | None:
+    """The view whose page settings are `spec_cls`, if one is."""
+    return next((v for v in VIEWS if v.spec_cls is spec_cls), None)
 
 
 def view(name: str) -> View:

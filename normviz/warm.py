@@ -24,10 +24,10 @@ Job = tuple[Callable[[Spec], Iterator], Spec]
 
 def jobs() -> list[Job]:
     """(run, spec) of every page's defaults, then of every tour preset, each once, in the tour's order."""
-    from normviz import report  # the page -> runs mapping lives there (the offline report trains the same runs)
+    from normviz import report  # its lessons: every preset, in the tour's order
 
-    parts = [part for page in report.pages() for part in page.parts(page.spec_cls())]
-    parts += [part for lesson in report.lessons() for part in lesson.page.parts(lesson.spec)]
+    parts = [part for page in report.pages() for part in page.view.parts(page.spec_cls())]
+    parts += [part for lesson in report.lessons() for part in lesson.page.view.parts(lesson.spec)]
     unique = {}
     for part in parts:
         unique.setdefault(part.spec.key(), (part.run, part.spec))

@@ -3,11 +3,11 @@ import streamlit as st
 from normviz import ui
 from normviz.experiments import why_bn as why
 from normviz.figures import why_bn as figs
+from normviz.lessons import why_bn as lesson
 
 ui.enter_through_app()
 st.title("Why BatchNorm helps")
 spec = ui.view_controls("why_bn")
-font = ui.font_size()
 view = spec.view
 st.header(why.VIEW_TITLES[view], divider="gray")
 st.caption(
@@ -15,8 +15,9 @@ st.caption(
     + " · ".join(f"**{t}**" if v == view else t for v, t in why.VIEW_TITLES.items())
     + f". Settings this one uses: {why.WhyBNSpec.used_labels(view)}."
 )
+shown = {}
 if view == "noisy":
-    layer = (
+    shown["layer"] = (
         ui.show_control(
             "why_bn",
             "layer",
@@ -28,32 +29,8 @@ if view == "noisy":
         )
         - 1
     )
-
-
-def render(r, final: bool):
-    for model, step in zip(getattr(r, "models", ()), r.diverged_at):
-        if step is not None:
-            st.error(f"The {model} network diverged at step {step}; its curves stop there. Lower the learning rate.")
-    if view == "lr-range":
-        ui.chart(figs.lr_range(r, font), "why-lr-range")
-    elif view == "landscape":
-        ui.chart(figs.landscape(r, font), "why-landscape")
-    elif view == "noisy":
-        ui.chart(figs.noisy_distributions(r, layer, font), "why-noisy-layers")
-        ui.chart(figs.noisy_summary(r, font), "why-noisy-summary")
-    elif view == "scale":
-        ui.chart(figs.scale(r, font), "why-scale")
-        if final:
-            st.dataframe(r.check_table(), hide_index=True)
-    elif final:
-        ui.chart(figs.adabn(r, font), "why-adabn")
-    st.caption(why.caption(spec))
-    if final:
-        st.success(r.notice(), icon=":material/insights:")
-
-
-ui.show_run(spec.sub(), why.VIEW_RUNS[view], render)
+ui.show_view("why_bn", spec, **shown)
 with st.expander("Formulas"):
-    for formula in why.FORMULAS[view]:
+    for formula in lesson.FORMULAS[view]:
         st.latex(formula)
 ui.reproduce(why.pytorch_snippet(spec))

@@ -48,6 +48,7 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
         "0.03": "test_claims.py::test_activations_sigmoid_numbers",
         "0.97": "test_claims.py::test_activations_sigmoid_numbers",
     },
+    ("lessons.activations", "WHAT_TO_NOTICE"): {"0.01": "test_claims.py::test_activations_tiny_init_numbers"},
     ("activations", "He init + ReLU"): {"2": "test_claims.py::test_he_init_std_is_root_2_over_fan_in"},
     ("init_sweep", "the DLfS 16-scale grid"): {
         n: "test_init_sweep.py::test_the_grid_presets_notice"

@@ -58,8 +58,10 @@ def test_the_by_hand_table_has_room_for_its_wrapped_title_and_every_row():
     from normviz.experiments.by_hand import ByHandSpec
     from normviz.runs import final
 
-    (part,) = report._by_hand_parts(ByHandSpec())
-    (fig,) = part.figures(final(part.run(part.spec)), 14)
+    view = views.view("by_hand")
+    (part,) = view.parts(ByHandSpec())
+    (chart,) = view.panels(part, final(part.run(part.spec)), True, 14)
+    fig = chart.figure
     rows = len(fig.data[0].cells.values[0])
     assert "<br>" in fig.layout.title.text  # a long title, wrapped
     assert fig.layout.height >= fig.layout.margin.t + fig.layout.margin.b + (14 + 12) * (rows + 1)

@@ -23,9 +23,9 @@ def test_jobs_cover_every_page_default_and_every_tour_preset_once():
     assert len(keys) == len(set(keys))
     assert activations.ActivationsSpec().key() in keys and init_sweep.InitSweepSpec().key() in keys
     for lesson in report.lessons():
-        for part in lesson.page.parts(lesson.spec):
+        for part in lesson.page.view.parts(lesson.spec):
             assert part.spec.key() in keys, lesson.name
-    defaults = {p.spec.key() for page in report.pages() for p in page.parts(page.spec_cls())}
+    defaults = {p.spec.key() for page in report.pages() for p in page.view.parts(page.spec_cls())}
     assert set(keys[: len(defaults)]) == defaults  # the defaults come first
 
 

@@ -183,13 +183,6 @@ VIEW_SPECS = {
     "sync-bn": sync_bn.SyncBNSpec,
     "rnn": rnn_norms.RNNSpec,
 }
-VIEW_RUNS = {
-    "axes": run,
-    "every-norm": norm_zoo.run,
-    "cost": norm_cost.run,
-    "sync-bn": sync_bn.run,
-    "rnn": rnn_norms.run,
-}
 PAGE_FIELDS = {  # the sidebar, in order; each view reads only its own
     "axes": ["groups"],
     "every-norm": ["model", "batch_size", "steps", "lr", "groups", "seeds"],

@@ -5,6 +5,10 @@ from __future__ import annotations
 from normviz import snippets
 from normviz.config import DataSpec
 from normviz.experiments import norm_zoo
+from normviz.experiments.norm_cost import explain
+from normviz.figures import alternatives as figs
+from normviz.panels import Chart, Panel, Table, Text, diverged, percent_columns
+from normviz.views import Part
 
 CAPTIONS = {
     "axes": "Each cube is one activation tensor of N samples x C channels x H·W positions. The shaded block is "
@@ -98,3 +102,48 @@ FORMULAS = {
         r"\qquad \text{LN: } h_t=\tanh\big(\mathrm{LN}(W_x x_t+W_h h_{t-1})\big)"
     ],
 }
+
+
+def panels(part: Part, r, final: bool, font: int, tensor_norm: str = "group") -> list[Panel]:
+    """The view the run belongs to is its experiment (`part`); tensor_norm: the norm of the small tensor (axes)."""
+    if part.experiment == "alternatives":  # the axes view: a real tensor and the sets each norm averages over
+        return [
+            Chart("alt-cube", figs.axes_cube(r, font), CAPTIONS["axes"]),
+            Chart("alt-tensor", figs.tensor_sets(r, tensor_norm, font), CAPTIONS["tensor"]),
+            Table(r.table(tensor_norm)),
+        ]
+    if part.experiment == "norm_zoo":
+        rows = r.table()
+        out = [
+            diverged(f"{row['norm']} network", row["diverged at step"], "its curves stop there")
+            for row in rows
+            if row.get("diverged at step")
+        ]
+        return out + [
+            Chart("alt-zoo", figs.zoo_curves(r, font), CAPTIONS["every-norm"]),
+            Table(rows, "alt-every-norm-results", percent_columns(rows)),
+            Text(
+                f"Final accuracies at batch size {r.spec.batch_size} after {r.steps_done} steps; GroupNorm "
+                f"uses G = {r.groups_used} in the first layer.",
+                "caption",
+            ),
+        ]
+    if part.experiment == "norm_cost":
+        busy = [Text(r.busy_note(), "warning")] if final and r.busy_note() else []
+        return [Chart("alt-cost", figs.cost_bars(r, font), CAPTIONS["cost"]), *busy] + (
+            [Text(explain(r))] if final else []
+        )
+    if part.experiment == "sync_bn":
+        return [Chart("alt-sync", figs.sync_figure(r, font), CAPTIONS["sync-bn"])] + [
+            Text(m, "warning") for m in r.messages()
+        ]
+    out = [Chart("alt-rnn", figs.rnn_curves(r, font), CAPTIONS["rnn"])]
+    if final:
+        out += [
+            Chart("alt-rnn-stats", figs.rnn_bn_stats(r, font), CAPTIONS["rnn-stats"]),
+            Text("**A 16-step sequence with per-step BN**, as RowRNN answers it:"),
+            Text(r.refusal, "code"),
+            Chart("alt-rnn-long", figs.rnn_long(r, font), CAPTIONS["rnn-long"]),
+            Text(r.long_note()),
+        ]
+    return out

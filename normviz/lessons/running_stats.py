@@ -11,6 +11,9 @@ from normviz.experiments.running_stats import (
     MomentumResult,
     MomentumSpec,
 )
+from normviz.figures import running_stats as figs
+from normviz.panels import Chart, Panel, Text, diverged
+from normviz.views import Part
 
 INTRO = (
     "One network trains once. Running statistics never change training in train mode, so every BN layer "
@@ -104,3 +107,39 @@ def caption_c(spec: MomentumSpec) -> str:
         "Eval mode normalises with one momentum's running stats; train mode with each test batch's own "
         f"statistics (batches of {spec.batch_size})."
     )
+
+
+def first_layer(depth: int) -> int:
+    """The layer chart A opens on, counted from 1: layer 1's input mean is 0, so layer 2 when there is one."""
+    return min(2, depth)
+
+
+def panels(
+    part: Part,
+    r: MomentumResult,
+    final: bool,
+    font: int,
+    momenta_shown: list[int] | None = None,
+    layer: int | None = None,
+    channel: int = 1,
+    population: str = next(iter(POPULATIONS)),
+) -> list[Panel]:
+    """momenta_shown: indices of the momenta drawn (None: all); layer and channel of chart A count from 1."""
+    layer = first_layer(r.spec.depth) if layer is None else layer
+    shown = momenta_shown
+    out = (
+        [diverged("network", r.diverged_at, "the charts stop there", "its loss or a BN statistic")]
+        if r.diverged_at is not None
+        else []
+    )
+    out += [
+        Chart("rs-a", figs.trajectories(r, layer - 1, channel - 1, shown, font), caption_a(r.spec)),
+        Chart("rs-b", figs.errors(r, population, shown, font), caption_b(population)),
+        Chart("rs-c", figs.accuracy(r, shown, font), caption_c(r.spec)),
+    ]
+    if final and r.precise is not None:
+        out += [
+            Text("Recalibrate (PreciseBN)", "subheader"),
+            Chart("rs-precise", figs.precise_bn(r, shown, font), caption_precise(r)),
+        ]
+    return out

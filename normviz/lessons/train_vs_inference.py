@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from normviz.experiments.batch_size import REF_BATCH, STREAM_EVAL_EVERY, BatchSizeSpec
+from normviz.figures import train_vs_inference as figs
+from normviz.panels import Chart, Panel, Text, diverged
+from normviz.views import Part
 
 INTRO = (
     "A BN network that works in training can behave differently in production, where images come one "
@@ -56,3 +59,35 @@ FORMULAS = [
     r"\text{LayerNorm / GroupNorm: } \mu,\sigma^2 \text{ over one sample's channels (or a group of "
     r"them)}\qquad \text{lr}(B)=\text{lr}\cdot B/" + str(REF_BATCH),
 ]
+
+
+def _section(name: str, fig, notice: str, caption: str = "") -> Chart:
+    return Chart(name, fig, caption or CAPTIONS[name], TITLES[name], notice)
+
+
+def panels(part: Part, r, final: bool, font: int) -> list[Panel]:
+    b = part.page.batch_size  # the page's B: neither experiment's own settings hold it
+    if part.experiment == "batch_size":
+        out = [_section("tvi-sweep", figs.sweep(r, b, font), figs.notice_sweep(r))]
+        if r.done:
+            out.append(_section("tvi-stream", figs.stream(r, font), figs.notice_stream(r), stream_caption(r.spec)))
+        return out
+    out = [diverged(net, step, "its charts stop there") for net, step in r.diverged_at.items()]
+    if r.mlp is None:
+        return out
+    out += [
+        _section("tvi-modes", figs.train_vs_eval(r, b, font), figs.notice_train_vs_eval(r, b)),
+        Text(BATCH_OF_ONE, "subheader"),
+        Text(BN1D_REFUSES),
+        Text(f"ValueError: {r.bn1d_error}", "code"),
+        _section("tvi-single", figs.single_image(r, font), figs.notice_single_image(r)),
+    ]
+    if r.story is None:
+        return out
+    out += [
+        _section("tvi-story", figs.story(r, font), figs.notice_story(r)),
+        _section("tvi-mates", figs.batch_mates(r, b, font), figs.notice_batch_mates(r, b)),
+    ]
+    if r.finetune is not None:
+        out.append(_section("tvi-finetune", figs.finetune(r, font), figs.notice_finetune(r)))
+    return out
