@@ -16,7 +16,7 @@ import torch
 
 from bench.common import Row
 from normviz import cost
-from normviz.experiments import commands
+from normviz.experiments import run_of, spec_classes
 from normviz.runs import final
 from normviz.runtime import configure_torch
 from normviz.stacked import StackedMLP, StackShape
@@ -26,8 +26,8 @@ LARGER = [  # (spec class name, changes): each a few CPU-seconds, and each stret
     ("ActivationsSpec", dict(width=256, batch_size=256, steps=200)),
     ("ActivationsSpec", dict(depth=10, steps=300, probe_every=5)),
     ("InitSweepSpec", dict(epochs=3, width=256, scales=8)),
-    ("MomentumSpec", dict(width=256, steps=200, pop_every=2)),
-    ("MomentumSpec", dict(dataset="spirals", n_samples=8000, steps=200, pop_every=20)),
+    ("RunningStatsSpec", dict(width=256, steps=200, pop_every=2)),
+    ("RunningStatsSpec", dict(dataset="spirals", n_samples=8000, steps=200, pop_every=20)),
     ("InferenceSpec", dict(train_epochs=4, width=128, finetune_steps=200)),
     ("BatchSizeSpec", dict(epochs=2, width=128, sizes=(8, 64, 256))),
     ("ZooSpec", dict(model="mlp", steps=600, seeds=3)),
@@ -39,7 +39,7 @@ TOLERANCE = 3.0
 
 
 def cpu_seconds(spec) -> float:
-    run = {c.spec_cls: c.run for c in commands().values()}[type(spec)]
+    run = run_of(type(spec))
     start = time.process_time()
     final(run(spec))
     return time.process_time() - start
@@ -47,7 +47,7 @@ def cpu_seconds(spec) -> float:
 
 def measure(quick: bool = False) -> Iterator[tuple[object, float]]:
     configure_torch()
-    by_name = {c.spec_cls.__name__: c.spec_cls for c in commands().values()}
+    by_name = {cls.__name__: cls for cls in spec_classes().values()}
     cpu_seconds(by_name["ActivationsSpec"](steps=20))  # first-run costs (imports, data, kernels) are not a run's
     specs = [cls() for cls in by_name.values()]
     if not quick:

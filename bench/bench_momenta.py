@@ -17,7 +17,7 @@ import torch
 
 from bench.common import Row
 from normviz.data import load_checked
-from normviz.experiments.running_stats import MomentumSpec, build_model
+from normviz.experiments.running_stats import RunningStatsSpec, build_model
 from normviz.experiments.running_stats import run as run_experiment
 from normviz.runs import final
 from normviz.runtime import configure_torch
@@ -29,7 +29,7 @@ ONE = (0.1,)
 TARGET = 1.15
 
 
-def train_steps(spec: MomentumSpec) -> float:
+def train_steps(spec: RunningStatsSpec) -> float:
     """CPU seconds of spec.steps training steps (forward, running-stat update of every row, backward, SGD)."""
     data = load_checked(spec)
     gen = torch.Generator().manual_seed(spec.seed)
@@ -46,13 +46,13 @@ def train_steps(spec: MomentumSpec) -> float:
     return time.process_time() - start
 
 
-def whole_run(spec: MomentumSpec) -> float:
+def whole_run(spec: RunningStatsSpec) -> float:
     start = time.process_time()
     final(run_experiment(spec))
     return time.process_time() - start
 
 
-def best_of(fn, specs: dict[str, MomentumSpec], repeats: int) -> dict[str, float]:
+def best_of(fn, specs: dict[str, RunningStatsSpec], repeats: int) -> dict[str, float]:
     times = {name: [] for name in specs}
     for _ in range(repeats):
         for name, spec in specs.items():  # interleaved, so load changes hit both alike
@@ -62,7 +62,7 @@ def best_of(fn, specs: dict[str, MomentumSpec], repeats: int) -> dict[str, float
 
 def measure(repeats: int, steps: int | None = None) -> list[tuple[str, float, float]]:
     """(what, CPU seconds with 1 momentum, with 6) for the training steps alone and for the whole run."""
-    base = MomentumSpec(cma=False) if steps is None else MomentumSpec(cma=False, steps=steps)
+    base = RunningStatsSpec(cma=False) if steps is None else RunningStatsSpec(cma=False, steps=steps)
     specs = {"1 momentum": base.replace(momenta=ONE), "6 momenta": base.replace(momenta=SIX)}
     final(run_experiment(base.replace(steps=20)))  # warm up: data cache, allocator
     out = []
@@ -96,7 +96,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     configure_torch()
-    base = MomentumSpec(cma=False)
+    base = RunningStatsSpec(cma=False)
     print(
         f"defaults: {base.depth} BN layers x {base.width} channels, batch {base.batch_size}, {base.steps} steps, "
         f"population every {base.pop_every} steps; CPU seconds, best of {args.repeats}, one thread"

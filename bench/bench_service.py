@@ -30,7 +30,7 @@ from normviz.service import RunService
 
 WORKLOADS = {
     "Activations": (activations.run, activations.ActivationsSpec()),
-    "Running statistics": (running_stats.run, running_stats.MomentumSpec()),
+    "Running statistics": (running_stats.run, running_stats.RunningStatsSpec()),
 }
 POLL = 0.25  # how often a page's fragment asks for the latest result
 _seeds = iter(range(1000, 10**9))  # every run of the benchmark is a new, uncached spec

@@ -1,7 +1,8 @@
-"""The headless CLI: `python -m normviz <command> [--spec-field value ...] [--json PATH]`.
+"""The headless CLI: `python -m normviz <view> [--setting value ...] [--json PATH]`.
 
-Each command's flags are generated from its Spec's fields, so the CLI, the URL and the pages
-accept the same settings with the same validation. A bad flag exits 2 with one line on stderr.
+One command per view of normviz/views.py, by the view's name. Its flags are generated from the view's Spec
+fields, so the CLI, the URL and the pages accept the same settings with the same validation. A bad flag
+exits 2 with one line on stderr.
 """
 
 from __future__ import annotations
@@ -13,13 +14,31 @@ import sys
 
 from tqdm import tqdm
 
-from normviz.commands import Command
-from normviz.config import SpecError
+from normviz import views
+from normviz.config import SpecError, ViewsSpec
 from normviz.data import DataError
-from normviz.experiments import commands
 
-REPORT = "report"  # the subcommands that are not experiments: normviz/report.py, normviz/warm.py
+REPORT = "report"  # the subcommands that are not views: normviz/report.py, normviz/warm.py
 WARM = "warm"
+ALIASES = {"data": "dataset"}  # extra flag -> setting (--data alone would abbreviate --dataset and --data-file)
+# the commands of earlier versions, one per experiment, and where each went
+RENAMED = {
+    "init-sweep": "init_sweep",
+    "momentum": "running_stats",
+    "by-hand": "by_hand",
+    "inference": "train_vs_inference --part inference",
+    "batch-size": "train_vs_inference --part batch_size",
+    "norm-axes": "alternatives --view axes",
+    "norm-zoo": "alternatives --view every-norm",
+    "norm-cost": "alternatives --view cost",
+    "sync-bn": "alternatives --view sync-bn",
+    "rnn-norms": "alternatives --view rnn",
+    "why-lr-range": "why_bn --view lr-range",
+    "why-landscape": "why_bn --view landscape",
+    "why-noisy-bn": "why_bn --view noisy",
+    "why-scale": "why_bn --view scale",
+    "why-adabn": "why_bn --view adabn",
+}
 
 
 class UsageError(Exception):
@@ -69,15 +88,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def build_parser(cmds: dict[str, Command]) -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m normviz", description="Run normviz experiments headless; JSON out.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m normviz", description="Run normviz's views headless; JSON out.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for cmd in cmds.values():
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        for name, info in cmd.spec_cls.field_info().items():
+    for view in views.VIEWS:
+        p = sub.add_parser(view.name, help=view.summary, description=view.summary)
+        for name, info in view.spec_cls.field_info().items():
             if info["scope"] == "session":  # set by a page from its session (an upload), not by a flag
                 continue
-            flags = [_flag(name)] + [_flag(a) for a, target in cmd.aliases.items() if target == name]
+            flags = [_flag(name)] + [_flag(a) for a, target in ALIASES.items() if target == name]
             desc = info["help"] + (f" (one of: {', '.join(info['choices'])})" if info.get("choices") else "")
             if info["kind"] is bool:
                 p.add_argument(
@@ -91,8 +110,11 @@ def build_parser(cmds: dict[str, Command]) -> argparse.ArgumentParser:
                 p.add_argument(
                     *flags, dest=name, default=None, metavar=name.upper(), help=f"{desc} (default: {info['default']})"
                 )
+        if len(view.runs) > 1:
+            names = [part.experiment for part in view.parts(view.spec_cls())]
+            p.add_argument("--part", choices=names, help="run only this part (default: all, JSON keyed by part)")
         p.add_argument("--json", dest="json_path", metavar="PATH", help="write the result here (default: stdout)")
-    from normviz import report  # not an experiment: the lessons' figures as one offline HTML file
+    from normviz import report  # not a view: the lessons' figures as one offline HTML file
 
     report.add_arguments(sub.add_parser(REPORT, help="render the lessons (presets) into one offline HTML file"))
     sub.add_parser(WARM, help="train every default and tour preset into the disk cache (before class)")
@@ -110,12 +132,20 @@ def _finite(obj):
     return obj
 
 
+def _renamed(argv: list[str]) -> None:
+    """A command of an earlier version gets the one that replaced it."""
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if command in RENAMED:
+        raise UsageError(f"python -m normviz: the command {command!r} is now `{RENAMED[command]}`")
+
+
 def main(argv: list[str] | None = None) -> int:
     from normviz.runtime import configure_torch
 
-    cmds = commands()
-    parser = build_parser(cmds)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        _renamed(argv)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
@@ -128,16 +158,20 @@ def main(argv: list[str] | None = None) -> int:
             from normviz import report
 
             return report.main(args)
-        cmd = cmds[args.command]
-        given = {k: v for k, v in vars(args).items() if k not in ("command", "json_path") and v is not None}
-        values = {k: (v if isinstance(v, bool) else cmd.spec_cls.parse_field(k, v)) for k, v in given.items()}
-        spec = cmd.spec_cls(**values)
+        view = views.view(args.command)
+        given = {k: v for k, v in vars(args).items() if k not in ("command", "json_path", "part") and v is not None}
+        values = {k: (v if isinstance(v, bool) else view.spec_cls.parse_field(k, v)) for k, v in given.items()}
+        spec = view.spec_cls(**values)
+        if isinstance(spec, ViewsSpec) and (unused := sorted(set(given) - set(spec.sub().field_info()) - {"view"})):
+            print(f"note: --view {spec.view} does not read {', '.join(map(_flag, unused))}", file=sys.stderr)
+        parts = view.parts(spec)
+        parts = [p for p in parts if getattr(args, "part", None) in (None, p.experiment)]
         configure_torch()
-        with tqdm(total=100, desc=cmd.name, disable=not sys.stderr.isatty(), unit="%") as bar:
-            result = None
-            for result in cmd.run(spec):
-                bar.update(round(100 * result.progress) - bar.n)
-        out = json.dumps(_finite(cmd.summarize(result)), indent=1)
+        with tqdm(total=100, desc=view.name, disable=not sys.stderr.isatty(), unit="%") as bar:
+            results = views.train(parts, lambda done: bar.update(round(100 * done) - bar.n))
+        summaries = {part.experiment: result.summary() for part, result in zip(parts, results)}
+        summary = summaries if len(summaries) > 1 else next(iter(summaries.values()))
+        out = json.dumps(_finite(summary), indent=1)
         if args.json_path:
             try:
                 with open(args.json_path, "w") as f:

@@ -127,7 +127,7 @@ def _init_sweep(s) -> Work:
     return training(steps, batch, k, per, s.depth) + forward(d.n_train, k, per, chunks, s.depth) * s.epochs
 
 
-@_register("running_stats", "MomentumSpec")
+@_register("running_stats", "RunningStatsSpec")
 def _running_stats(s) -> Work:
     d, rows = data_of(s), len(s.momenta) + s.cma
     per, batch = mlp_macs(d.n_in, s.width, s.depth, d.n_out), min(s.batch_size, d.n_train)
@@ -261,7 +261,7 @@ def _why_adabn(s) -> Work:
 FACTORS = {
     "ActivationsSpec": 1.29,
     "InitSweepSpec": 1.58,
-    "MomentumSpec": 0.90,
+    "RunningStatsSpec": 0.90,
     "InferenceSpec": 0.80,
     "BatchSizeSpec": 0.93,
     "ZooSpec": 1.59,
@@ -317,15 +317,15 @@ def shipped_specs() -> list[Spec]:
     import importlib
 
     from normviz import views
-    from normviz.experiments import MODULES
+    from normviz.experiments import spec_classes
     from normviz.tour import TOUR
 
     specs, of_views = [], {v.experiment for v in views.VIEWS}
-    for short in MODULES:  # the CLI's experiments; those not behind a view have presets of their own
-        module = importlib.import_module(f"normviz.experiments.{short}")
-        specs.append(module.COMMAND.spec_cls())
+    for short, spec_cls in spec_classes().items():  # those not behind a view's own module have presets of their own
+        specs.append(spec_cls())
         if short not in of_views:
-            specs += [preset.spec(module.COMMAND.spec_cls) for preset in getattr(module, "PRESETS", {}).values()]
+            module = importlib.import_module(f"normviz.experiments.{short}")
+            specs += [preset.spec(spec_cls) for preset in getattr(module, "PRESETS", {}).values()]
     for v in views.VIEWS:
         cls = v.spec_cls
         specs.append(cls())
@@ -373,19 +373,18 @@ def _lowered(spec: Spec) -> list[tuple[float, str]]:
 
 
 def cli_command(spec: Spec) -> str:
-    """The command line that runs `spec` (for a page's spec: its most expensive part)."""
-    from normviz.experiments import commands
+    """The command line that runs `spec` (a view's, or one of its experiments'): the view's command with the
+    settings that differ from the defaults."""
+    from normviz import views
 
-    part = max(parts(spec), key=estimate)
-    name = next(c.name for c in commands().values() if c.spec_cls is type(part))
-    default, info = type(part)().to_query(), type(part).field_info()
-    words = ["python", "-m", "normviz", name]
-    for field, text in part.to_query().items():
+    default, info = type(spec)().to_query(), type(spec).field_info()
+    words = ["python", "-m", "normviz", *views.command_words(type(spec))]
+    for field, text in sorted(spec.to_query().items(), key=lambda item: item[0] != "view"):  # the view first
         if text == default[field] or info[field].get("scope", "all") == "session":
             continue
         flag = "--" + field.replace("_", "-")
         if info[field]["kind"] is bool:
-            words.append(flag if getattr(part, field) else "--no-" + flag[2:])
+            words.append(flag if getattr(spec, field) else "--no-" + flag[2:])
         else:
             words += [flag, text]
     return " ".join(shlex.quote(w) for w in words)

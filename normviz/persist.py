@@ -47,11 +47,11 @@ def _name(cls: type) -> str:
 @functools.cache
 def registry() -> dict[str, type]:
     """The classes decode may build, by "module:QualName": every dataclass (results, their parts, specs)
-    defined in an experiment module of the CLI."""
-    from normviz.experiments import MODULES
+    defined in an experiment module."""
+    from normviz.experiments import SPECS
 
     found = {}
-    for short in MODULES:
+    for short in SPECS:
         module = importlib.import_module(f"normviz.experiments.{short}")
         for obj in vars(module).values():
             if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__:

@@ -91,14 +91,12 @@ def _settings(spec: Spec) -> str:
 
 def _train(parts: list[views.Part], bar: tqdm, start: float) -> list:
     """Runs each part to its end, moving the bar by the lesson's progress (one unit per lesson)."""
-    results = []
-    for i, part in enumerate(parts):
-        result = None
-        for result in part.run(part.spec):
-            bar.n = round(start + (i + min(result.progress, 1.0)) / len(parts), 3)
-            bar.refresh()
-        results.append(result)
-    return results
+
+    def moved(done: float) -> None:
+        bar.n = round(start + done, 3)
+        bar.refresh()
+
+    return views.train(parts, moved)
 
 
 CSS = """

@@ -42,6 +42,7 @@ class View:
     shown: tuple[str, ...] = ()  # URL parameters of its main-area controls: what the charts show, not what trains
     fields: tuple[str, ...] = ()  # its sidebar's settings in order; () for a ViewsSpec's own, or every setting
     runs: tuple[tuple[str, str], ...] = ()  # ("module.SpecClass", label) of each experiment, when it runs several
+    summary: str = ""  # what its CLI command does, in one line
 
     @property
     def page(self) -> str:
@@ -97,16 +98,33 @@ _BY_HAND_FIELDS = (
     *("dy", "x_new"),
 )
 VIEWS = (
-    View("activations", "Activations", "bar_chart", "activations", "ActivationsSpec", ("quantity",)),
-    View("init_sweep", "Init-scale sweep", "grid_view", "init_sweep", "InitSweepSpec"),
+    View(
+        "activations",
+        "Activations",
+        "bar_chart",
+        "activations",
+        "ActivationsSpec",
+        ("quantity",),
+        summary="train a BN and a no-BN MLP side by side; per-layer statistics and accuracies",
+    ),
+    View(
+        "init_sweep",
+        "Init-scale sweep",
+        "grid_view",
+        "init_sweep",
+        "InitSweepSpec",
+        summary="the DLfS init-scale sweep: init stds x (BN, no BN), train accuracy per epoch",
+    ),
     View(
         "running_stats",
         "Running statistics",
         "show_chart",
         "running_stats",
-        "MomentumSpec",
+        "RunningStatsSpec",
         ("momenta_shown", "layer", "channel", "population"),
         _RUNNING_STATS_FIELDS,
+        summary="BN's running statistics for several momenta in one run: errors against the population "
+        "statistics and eval accuracy per momentum",
     ),
     View(
         "train_vs_inference",
@@ -119,12 +137,51 @@ VIEWS = (
             ("inference.InferenceSpec", "Training the BN MLP and CNN"),
             ("batch_size.BatchSizeSpec", "Sweeping batch sizes"),
         ),
+        summary="a BN MLP and CNN in eval vs train mode (batch size 1, batch-mates), then BN, GroupNorm, "
+        "LayerNorm and Batch Renorm trained at several batch sizes",
     ),
-    View("alternatives", "Alternatives", "tune", "alternatives", "AlternativesSpec", ("tensor_norm",)),
-    View("by_hand", "BN by hand", "edit_note", "by_hand", "ByHandSpec", ("feature",), _BY_HAND_FIELDS),
-    View("why_bn", "Why BN helps", "psychology", "why_bn", "WhyBNSpec", ("layer",)),
+    View(
+        "alternatives",
+        "Alternatives",
+        "tune",
+        "alternatives",
+        "AlternativesSpec",
+        ("tensor_norm",),
+        summary="BN's alternatives, one experiment per --view: axes, every-norm, cost, sync-bn, rnn",
+    ),
+    View(
+        "by_hand",
+        "BN by hand",
+        "edit_note",
+        "by_hand",
+        "ByHandSpec",
+        ("feature",),
+        _BY_HAND_FIELDS,
+        summary="one BatchNorm1d training step by hand: batch statistics, x_hat, y, running statistics, "
+        "gradients, each against torch",
+    ),
+    View(
+        "why_bn",
+        "Why BN helps",
+        "psychology",
+        "why_bn",
+        "WhyBNSpec",
+        ("layer",),
+        summary="why BN helps, one experiment per --view: lr-range, landscape, noisy, scale, adabn",
+    ),
 )
 BY_NAME = {v.name: v for v in VIEWS}
+
+
+def train(parts: list[Part], on_progress: Callable[[float], None]) -> list:
+    """Run each part to its end, in turn, and return their final results; on_progress(share of all done)."""
+    results = []
+    for i, part in enumerate(parts):
+        result = None
+        for result in part.run(part.spec):
+            on_progress((i + min(result.progress, 1.0)) / len(parts))
+        results.append(result)
+    return results
 
 
 def _spec_class(where: str) -> type[Spec]:
@@ -136,6 +193,25 @@ def _spec_class(where: str) -> type[Spec]:
 def of_spec(spec_cls: type[Spec]) -> View | None:
     """The view whose page settings are `spec_cls`, if one is."""
     return next((v for v in VIEWS if v.spec_cls is spec_cls), None)
+
+
+def command_words(spec_cls: type[Spec]) -> list[str]:
+    """The CLI words that run an experiment Spec or a view's: the view's command, and the `--view` or `--part`
+    that picks the experiment within it."""
+    for v in VIEWS:
+        if v.spec_cls is spec_cls:
+            return [v.name]
+        if issubclass(v.spec_cls, ViewsSpec):
+            picks = [("--view", name) for name, cls in v.spec_cls.VIEW_SPECS.items() if cls is spec_cls]
+        else:
+            picks = [
+                ("--part", spec_cls.__module__.rpartition(".")[2])
+                for where, _ in v.runs
+                if _spec_class(where) is spec_cls
+            ]
+        if picks:
+            return [v.name, *picks[0]]
+    raise KeyError(f"no view runs {spec_cls.__name__}")
 
 
 def view(name: str) -> View:

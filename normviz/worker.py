@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 
 def preload_experiments() -> None:
     """A worker process imports every experiment now, not when its first run waits for them."""
-    from normviz.experiments import MODULES
+    from normviz.experiments import SPECS
 
-    for name in MODULES:
+    for name in SPECS:
         importlib.import_module(f"normviz.experiments.{name}")
 
 

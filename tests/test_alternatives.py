@@ -144,7 +144,7 @@ def test_axes_snippet_runs_and_agrees_with_torch(capsys):
 
 def test_cli_writes_the_axes_json(tmp_path):
     path = tmp_path / "axes.json"
-    assert main(["norm-axes", "--groups", "1", "--samples", "3", "--json", str(path)]) == 0
+    assert main(["alternatives", "--view", "axes", "--groups", "1", "--samples", "3", "--json", str(path)]) == 0
     out = json.loads(path.read_text())
     assert out["groups_used"] == 1 and out["shape"] == [3, 8, 4]
     assert out["group"]["mean"] == pytest.approx(out["layer"]["mean"])
@@ -153,7 +153,24 @@ def test_cli_writes_the_axes_json(tmp_path):
 
 def test_cli_runs_the_training_views_and_writes_json(tmp_path):
     zoo, sync = tmp_path / "zoo.json", tmp_path / "sync.json"
-    assert main(["norm-zoo", "--model", "mlp", "--steps", "10", "--seeds", "2", "--json", str(zoo)]) == 0
+    assert (
+        main(
+            [
+                "alternatives",
+                "--view",
+                "every-norm",
+                "--model",
+                "mlp",
+                "--steps",
+                "10",
+                "--seeds",
+                "2",
+                "--json",
+                str(zoo),
+            ]
+        )
+        == 0
+    )
     out = json.loads(zoo.read_text())
     assert [row["norm"] for row in out["table"]] == [
         "no norm",
@@ -167,6 +184,8 @@ def test_cli_runs_the_training_views_and_writes_json(tmp_path):
     assert (
         main(
             [
+                "alternatives",
+                "--view",
                 "sync-bn",
                 "--model",
                 "mlp",
@@ -190,15 +209,15 @@ def test_cli_runs_the_training_views_and_writes_json(tmp_path):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["norm-axes", "--groups", "0"],
-        ["norm-axes", "--side", "two"],
-        ["norm-zoo", "--model", "resnet"],
-        ["norm-zoo", "--batch-size", "1"],
-        ["norm-cost", "--cost-batch-sizes", "a,b"],
-        ["sync-bn", "--workers", "0"],
-        ["sync-bn", "--sub-batches", "2,2"],
-        ["rnn-norms", "--steps", "-3"],
-        ["rnn-norms", "--no-such-flag", "1"],
+        ["alternatives", "--view", "axes", "--groups", "0"],
+        ["alternatives", "--view", "axes", "--side", "two"],
+        ["alternatives", "--view", "every-norm", "--model", "resnet"],
+        ["alternatives", "--view", "every-norm", "--batch-size", "1"],
+        ["alternatives", "--view", "cost", "--cost-batch-sizes", "a,b"],
+        ["alternatives", "--view", "sync-bn", "--workers", "0"],
+        ["alternatives", "--view", "sync-bn", "--sub-batches", "2,2"],
+        ["alternatives", "--view", "rnn", "--steps", "-3"],
+        ["alternatives", "--view", "rnn", "--no-such-flag", "1"],
     ],
 )
 def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):

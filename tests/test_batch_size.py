@@ -206,7 +206,21 @@ def test_preset_small_batches_bn_vs_groupnorm():
 def test_cli_json_shape(tmp_path):
     out = tmp_path / "bs.json"
     assert (
-        main(["batch-size", "--sizes", "4,2", "--norms", "group,batch", "--stream-steps", "10", "--json", str(out)])
+        main(
+            [
+                "train_vs_inference",
+                "--part",
+                "batch_size",
+                "--sizes",
+                "4,2",
+                "--norms",
+                "group,batch",
+                "--stream-steps",
+                "10",
+                "--json",
+                str(out),
+            ]
+        )
         == 0
     )
     data = json.loads(out.read_text())

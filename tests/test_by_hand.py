@@ -176,7 +176,7 @@ def test_presets_show_what_they_say():
 def run_cli(*args) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = main(["by-hand", *args])
+        code = main(["by_hand", *args])
     return code, err.getvalue()
 
 

@@ -197,7 +197,7 @@ def _settings(module, changes: dict) -> set[float]:
 
 
 def _page_spec(module):
-    """The spec class a module's presets apply to: the one its COMMAND runs, else the one its PRESETS fit."""
+    """The spec class a module's presets apply to: the widest one its PRESETS fit."""
     presets = getattr(module, "PRESETS", {})
     candidates = [v for v in vars(module).values() if isinstance(v, type) and hasattr(v, "field_info")]
     for cls in sorted(candidates, key=lambda c: -len(c.field_info())):
@@ -374,9 +374,9 @@ def test_ema_noise_floor_is_root_m_over_2():
 
 
 def test_start_value_left_after_400_steps():
-    from normviz.experiments.running_stats import PRESETS, MomentumSpec, start_value_left
+    from normviz.experiments.running_stats import PRESETS, RunningStatsSpec, start_value_left
 
-    spec = PRESETS["running var starts at 1"].spec(MomentumSpec)
+    spec = PRESETS["running var starts at 1"].spec(RunningStatsSpec)
     assert spec.steps == 400 and spec.pytorch_momenta[0] == 0.001
     assert f"{start_value_left(spec)[0]:.0%}" == "67%"
 

@@ -154,7 +154,24 @@ def test_preset_batch_mates(result):
 # --- CLI ---------------------------------------------------------------------------------------------------
 def test_cli_json_shape(tmp_path):
     out = tmp_path / "inf.json"
-    assert main(["inference", "--seed", "1", "--train-epochs", "3", "--finetune-steps", "5", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train_vs_inference",
+                "--part",
+                "inference",
+                "--seed",
+                "1",
+                "--train-epochs",
+                "3",
+                "--finetune-steps",
+                "5",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert set(data) == {"eval_acc_by_batch", "train_mode_acc_by_batch", "batch_size_1_train_error", "batchmates"}
     assert list(data["eval_acc_by_batch"]) == [str(b) for b in SIZES]

@@ -35,14 +35,14 @@ def test_pytorch_running_var_init_hides_early_learning_in_eval_mode():
 
 def test_cli_json_shape(tmp_path):
     out = tmp_path / "s.json"
-    assert main(["init-sweep", "--epochs", "2", "--scales", "3", "--data", "digits", "--json", str(out)]) == 0
+    assert main(["init_sweep", "--epochs", "2", "--scales", "3", "--data", "digits", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["epochs"] == 2 and len(data["scales"]) == 3 and data["scales"][0] > data["scales"][-1]
     assert np.array(data["bn"]["train_acc"]).shape == (3, 2) and np.array(data["plain"]["train_acc"]).shape == (3, 2)
 
 
 def test_cli_rejects_bad_running_init(capsys):
-    assert main(["init-sweep", "--running-init", "ones"]) == 2
+    assert main(["init_sweep", "--running-init", "ones"]) == 2
     assert "running_init" in capsys.readouterr().err
 
 
@@ -74,7 +74,7 @@ def _train_labels(spec):
 
 
 def test_running_init_note_states_this_runs_numbers():
-    from normviz.experiments.init_sweep import running_init_note
+    from normviz.lessons.init_sweep import running_init_note
 
     r = final(run(InitSweepSpec(epochs=7, scales=9, scale_max=1e-2, running_init="pytorch")))
     note = running_init_note(r)

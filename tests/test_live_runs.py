@@ -80,7 +80,7 @@ def test_step_axes_span_the_whole_run_from_the_first_live_frame():
     for spec, experiment, builders in (
         (ActivationsSpec(steps=600, seed=915), run, (act_figs.training_curves, act_figs.layer_stats)),
         (
-            rs.MomentumSpec(steps=600, seed=915, depth=2, width=16),
+            rs.RunningStatsSpec(steps=600, seed=915, depth=2, width=16),
             rs.run,
             (lambda r: rs_figs.trajectories(r, 0, 0), rs_figs.errors, rs_figs.accuracy),
         ),

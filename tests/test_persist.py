@@ -22,13 +22,14 @@ from normviz.experiments import (
     alternatives,
     batch_size,
     by_hand,
-    commands,
     inference,
     init_sweep,
     norm_cost,
     norm_zoo,
     rnn_norms,
+    run_of,
     running_stats,
+    spec_classes,
     sync_bn,
     why_adabn,
     why_landscape,
@@ -44,7 +45,7 @@ from normviz.runtime import configure_torch
 SPECS = [
     activations.ActivationsSpec(steps=30, probe_every=10),
     init_sweep.InitSweepSpec(epochs=2, scales=4),
-    running_stats.MomentumSpec(steps=40, pop_every=10),
+    running_stats.RunningStatsSpec(steps=40, pop_every=10),
     by_hand.ByHandSpec(),
     inference.InferenceSpec(train_epochs=1, finetune_steps=20),
     batch_size.BatchSizeSpec(sizes=(16, 64), stream_steps=20),
@@ -59,7 +60,7 @@ SPECS = [
     why_scale.ScaleSpec(steps=20),
     why_adabn.AdaBNSpec(steps=20),
 ]
-RUNS = {c.spec_cls: c.run for c in commands().values()}
+RUNS = {cls: run_of(cls) for cls in spec_classes().values()}
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +204,7 @@ def test_corrupted_and_truncated_entries_read_as_missing(tmp_path, results, capl
 
 
 def test_a_second_process_serves_what_the_first_stored(tmp_path, results):
-    result = results[running_stats.MomentumSpec]
+    result = results[running_stats.RunningStatsSpec]
     cache = ResultCache(tmp_path)
     cache.put(result.spec.key(), result)
     cache.close()

@@ -11,15 +11,12 @@ from urllib.parse import parse_qs
 import pytest
 from malformed_queries import malformed_queries, names_key, spec_classes, spec_kinds
 
-from normviz import cli
+from normviz import cli, views
 from normviz.config import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = cli.commands()
-SPECS = {c.spec_cls.__name__: c.spec_cls for c in COMMANDS.values()}
-
-
-SPECS |= {cls.__name__: cls for cls in spec_classes()}  # also those a page combines from several
+COMMANDS = {v.name: v.spec_cls for v in views.VIEWS}
+SPECS = {cls.__name__: cls for cls in spec_classes()}  # the experiments' and the views'
 
 
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
@@ -71,7 +68,7 @@ def _bad_cli_args(spec_cls) -> list[list[str]]:
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_cli_malformed_args_exit_2_with_one_line(command, capsys):
-    for args in _bad_cli_args(COMMANDS[command].spec_cls):
+    for args in _bad_cli_args(COMMANDS[command]):
         rc = cli.main([command, *args])
         out, err = capsys.readouterr()
         lines = err.strip().splitlines()

@@ -15,7 +15,7 @@ from normviz.cli import main
 from normviz.config import SpecError
 from normviz.data import load_checked
 from normviz.experiments import running_stats as rs
-from normviz.experiments.running_stats import KERAS_DEFAULT, PRESETS, MomentumSpec
+from normviz.experiments.running_stats import KERAS_DEFAULT, PRESETS, RunningStatsSpec
 from normviz.figures import running_stats as figs
 from normviz.lessons import running_stats as lesson
 from normviz.runs import final
@@ -25,13 +25,13 @@ SMALL = dict(depth=2, width=12, batch_size=16, steps=40, pop_every=10)
 
 
 @functools.cache
-def result(spec: MomentumSpec):
+def result(spec: RunningStatsSpec):
     return final(rs.run(spec))
 
 
 @functools.cache
 def preset(name):
-    return final(rs.run(PRESETS[name].spec(MomentumSpec)))
+    return final(rs.run(PRESETS[name].spec(RunningStatsSpec)))
 
 
 def errors(res, population="precise"):
@@ -49,7 +49,7 @@ def tail(err, share=0.25):
 
 @pytest.mark.parametrize("norm_place", ["before", "after"])
 def test_tracked_running_stats_equal_torch_batchnorm1d_on_the_same_batches(norm_place):
-    spec = MomentumSpec(momenta=(0.01, 0.1, 0.5), cma=True, norm_place=norm_place, **SMALL)
+    spec = RunningStatsSpec(momenta=(0.01, 0.1, 0.5), cma=True, norm_place=norm_place, **SMALL)
     data = load_checked(spec)
     gen = torch.Generator().manual_seed(0)
     model = rs.build_model(spec, data.n_features, data.n_classes, gen)
@@ -82,7 +82,7 @@ def standardized(b, c, seed=0):
 
 def test_recorded_trajectories_replay_through_torch_batchnorm1d():
     """Every recorded step of a run, replayed as batches with the recorded statistics, gives torch's buffers."""
-    spec = MomentumSpec(momenta=(0.02, 0.3), cma=True, **SMALL)
+    spec = RunningStatsSpec(momenta=(0.02, 0.3), cma=True, **SMALL)
     res = result(spec)
     b = spec.batch_size
     z = standardized(b, res.batch_mean.shape[-1])
@@ -106,12 +106,12 @@ def test_recorded_trajectories_replay_through_torch_batchnorm1d():
 
 
 def test_keras_convention_translates_with_one_minus_m():
-    spec = MomentumSpec(convention="keras", momenta=(0.99, 0.9, 0.0))
+    spec = RunningStatsSpec(convention="keras", momenta=(0.99, 0.9, 0.0))
     assert spec.pytorch_momenta == (0.01, 0.1, 1.0)
     assert spec.row_labels()[:2] == ["Keras 0.99 (PyTorch 0.01)", "Keras 0.9 (PyTorch 0.1)"]
     assert spec.row_keys() == ["0.99", "0.9", "0", "cma"]
-    assert MomentumSpec(convention="keras").momenta == KERAS_DEFAULT == (0.999, 0.99, 0.9, 0.5)
-    assert MomentumSpec(convention="keras").pytorch_momenta == MomentumSpec().momenta
+    assert RunningStatsSpec(convention="keras").momenta == KERAS_DEFAULT == (0.999, 0.99, 0.9, 0.5)
+    assert RunningStatsSpec(convention="keras").pytorch_momenta == RunningStatsSpec().momenta
     assert rs.translated_text("0.99,0.9") == "0.01,0.1"
     assert rs.translated_text("not a number") == "not a number"
 
@@ -128,12 +128,12 @@ def test_keras_convention_translates_with_one_minus_m():
 )
 def test_out_of_range_momenta_are_refused_naming_the_field(changes):
     with pytest.raises(SpecError, match="momenta|convention"):
-        MomentumSpec(**changes)
+        RunningStatsSpec(**changes)
 
 
 def test_keras_run_equals_the_pytorch_run_of_the_translated_momenta():
     keras = preset("Are PyTorch 0.1 and Keras 0.99 the same thing?")
-    spec = PRESETS["Are PyTorch 0.1 and Keras 0.99 the same thing?"].spec(MomentumSpec)
+    spec = PRESETS["Are PyTorch 0.1 and Keras 0.99 the same thing?"].spec(RunningStatsSpec)
     pytorch = result(spec.replace(convention="pytorch", momenta=(0.01, 0.1, 0.9)))
     np.testing.assert_array_equal(keras.running_var, pytorch.running_var)
     np.testing.assert_array_equal(keras.eval_acc, pytorch.eval_acc)
@@ -163,7 +163,7 @@ def test_why_unbiased_the_biased_running_var_is_1_over_n_off_in_layer_1_and_char
     text = " ".join(lesson.WHY_UNBIASED.split())
     assert "*frozen network: only noise*" in text and "about 1/n instead of near 0" in text
     unbiased = preset("frozen network: only noise")
-    biased = result(PRESETS["frozen network: only noise"].spec(MomentumSpec).replace(var_estimator="biased"))
+    biased = result(PRESETS["frozen network: only noise"].spec(RunningStatsSpec).replace(var_estimator="biased"))
     n, cma = unbiased.spec.batch_size, len(unbiased.labels) - 1
     layer1 = [tail(r.err_var["eval"][:, 0])[cma] for r in (unbiased, biased)]  # (T, L, R) -> layer 1, CMA row
     assert layer1[0] < 0.2 / n and abs(layer1[1] - 1 / n) < 0.2 / n
@@ -186,7 +186,7 @@ def test_training_network_shows_the_lag_of_a_tiny_momentum():
 
 def test_bias_correction_removes_the_start_up_bias():
     base = dict(lr=0.0, momenta=(0.01,), cma=False, running_init="zeros", steps=30, pop_every=5, depth=2, width=16)
-    plain, corrected = result(MomentumSpec(**base)), result(MomentumSpec(**base, bias_correction=True))
+    plain, corrected = result(RunningStatsSpec(**base)), result(RunningStatsSpec(**base, bias_correction=True))
     for e_plain, e_corr in zip(errors(plain), errors(corrected)):
         assert (e_corr[2:, 0] < 0.2 * e_plain[2:, 0]).all()  # from step 10 on
     # zeros init: the plain EMA's var is (1 - 0.99^t) of the truth
@@ -218,13 +218,13 @@ def test_ramp_schedule_formula_and_that_it_settles():
     assert rs.schedule_momenta((0.1, 0.5), 11, 11, "ramp") == pytest.approx((0.01, 0.05))
     assert rs.schedule_momenta((0.1,), 7, 11, "constant") == (0.1,)
     base = dict(lr=0.0, momenta=(0.1, 0.5), cma=False, steps=200, pop_every=10, depth=2, width=16)
-    constant, ramp = result(MomentumSpec(**base)), result(MomentumSpec(**base, schedule="ramp"))
+    constant, ramp = result(RunningStatsSpec(**base)), result(RunningStatsSpec(**base, schedule="ramp"))
     for e_const, e_ramp in zip(errors(constant), errors(ramp)):
         assert (tail(e_ramp) < 0.7 * tail(e_const)).all()
 
 
 def test_divergence_stops_the_run_and_is_reported_not_drawn_as_nan():
-    res = result(MomentumSpec(lr=10.0, steps=100, depth=2, width=16, norm_place="after", scaling="none"))
+    res = result(RunningStatsSpec(lr=10.0, steps=100, depth=2, width=16, norm_place="after", scaling="none"))
     assert res.done and res.diverged_at is not None and res.steps_done == res.diverged_at < 100
     assert res.precise is None and res.summary()["diverged_at"] == res.diverged_at
     assert np.isfinite(res.err_mean["precise"]).all() and np.isfinite(res.running_var).all()
@@ -235,7 +235,7 @@ def test_divergence_stops_the_run_and_is_reported_not_drawn_as_nan():
 
 @pytest.mark.parametrize("norm_place", ["before", "after"])
 def test_population_definitions(norm_place):
-    spec = MomentumSpec(norm_place=norm_place, **SMALL)
+    spec = RunningStatsSpec(norm_place=norm_place, **SMALL)
     data = load_checked(spec)
     model = rs.build_model(spec, data.n_features, data.n_classes, torch.Generator().manual_seed(0))
     x = data.x_train
@@ -276,7 +276,7 @@ def test_cli_writes_the_documented_json(tmp_path):
     path = tmp_path / "m.json"
     code = main(
         [
-            "momentum",
+            "running_stats",
             "--momenta",
             "0.01,0.1,0.5",
             "--steps",
@@ -307,7 +307,7 @@ def test_cli_keys_keep_the_keras_values_as_given(tmp_path):
     assert (
         main(
             [
-                "momentum",
+                "running_stats",
                 "--convention",
                 "keras",
                 "--momenta",
@@ -345,12 +345,12 @@ def test_cli_keys_keep_the_keras_values_as_given(tmp_path):
 def test_cli_bad_flags_exit_2(flags, tmp_path):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        assert main(["momentum", *flags, "--json", str(tmp_path / "x.json")]) == 2
+        assert main(["running_stats", *flags, "--json", str(tmp_path / "x.json")]) == 2
     assert err.getvalue().count("\n") == 1
 
 
 def test_figures_draw_only_the_shown_momenta():
-    res = result(MomentumSpec(momenta=(0.01, 0.1, 0.5), **SMALL))
+    res = result(RunningStatsSpec(momenta=(0.01, 0.1, 0.5), **SMALL))
     shown = [0, 3]
     names = {t.name for t in figs.trajectories(res, 1, 2, shown).data}
     assert {res.labels[0], res.labels[3]} <= names and res.labels[1] not in names
@@ -360,13 +360,13 @@ def test_figures_draw_only_the_shown_momenta():
 
 
 def test_pytorch_snippet_runs_and_prints_one_line_per_momentum():
-    spec = MomentumSpec(convention="keras", momenta=(0.99, 0.9), steps=30, running_init="zeros")
+    spec = RunningStatsSpec(convention="keras", momenta=(0.99, 0.9), steps=30, running_init="zeros")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(rs.pytorch_snippet(spec), "snippet", "exec"), {})
     lines = out.getvalue().splitlines()
     assert [line.split(":")[0] for line in lines] == ["momentum=0.01", "momentum=0.1", "momentum=None"]
-    assert len(rs.pytorch_snippet(MomentumSpec()).splitlines()) < 40
+    assert len(rs.pytorch_snippet(RunningStatsSpec()).splitlines()) < 40
 
 
 def test_page_display_widgets_never_retrain_and_a_convention_switch_keeps_the_momenta(monkeypatch):

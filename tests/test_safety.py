@@ -410,9 +410,9 @@ def test_telemetry_is_capped_however_small_the_interval():
     assert len(set(np.diff(steps[:-1]))) == 1  # evenly spaced
     fig = figs.layer_histograms(result, "act", animate=True)
     assert len(fig.frames) == MAX_FRAMES and fig.frames[0].name == "0" and fig.frames[-1].name == "1500"
-    momentum = final(rs.run(rs.MomentumSpec(**small, steps=1500, pop_every=1, recalibrate_batches=1)))
+    momentum = final(rs.run(rs.RunningStatsSpec(**small, steps=1500, pop_every=1, recalibrate_batches=1)))
     assert len(momentum.pop_steps) <= MAX_RECORDS + 2 and momentum.pop_steps[-1] == 1500
-    for spec_cls, name in ((ActivationsSpec, "probe_every"), (rs.MomentumSpec, "pop_every")):
+    for spec_cls, name in ((ActivationsSpec, "probe_every"), (rs.RunningStatsSpec, "pop_every")):
         assert f"at most {MAX_RECORDS} " in spec_cls.field_info()[name]["help"]
 
 
@@ -430,7 +430,7 @@ def test_telemetry_is_capped_however_small_the_interval():
     ],
 )
 def test_huge_integers_in_by_hand_are_a_clear_error(flag, value, capsys):
-    code = cli.main(["by-hand", flag, value])
+    code = cli.main(["by_hand", flag, value])
     err = capsys.readouterr().err
     assert code == 2 and "finite" in err and "Traceback" not in err
 

@@ -115,7 +115,7 @@ def pool(tmp_path_factory):
 
 def test_the_pool_matches_the_in_process_run_result_for_result(pool):
     runtime.configure_torch()  # the workers' settings: one thread, flush-denormal
-    small_rs = running_stats.MomentumSpec(steps=20, pop_every=10)
+    small_rs = running_stats.RunningStatsSpec(steps=20, pop_every=10)
     for run, spec in [(activations.run, SMALL), (running_stats.run, small_rs)]:
         handle = finish(pool.submit(spec, run, follower=None))
         assert handle.status() == service.RunStatus("done", 0, 0.0, 1.0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from normviz.config import Spec
-from normviz.experiments import MODULES
+from normviz.experiments import SPECS
 
 MAX_LINES = 40  # non-blank lines: a snippet is something to read on one screen
 CPU_SECONDS = 30  # per snippet, imports included (they target < 20 s of compute on a laptop CPU)
@@ -41,8 +41,9 @@ for path in sys.argv[2:]:
 
 
 def _spec_classes(module) -> list[type]:
-    """The module's command spec first, then the other Spec classes it defines (a page may use a wider one)."""
-    command = getattr(getattr(module, "COMMAND", None), "spec_cls", None)
+    """The module's experiment Spec first, then the other Spec classes it defines (a page may use a wider one)."""
+    name = SPECS.get(module.__name__.rpartition(".")[2])
+    command = getattr(module, name) if name else None
     own = [
         v
         for v in vars(module).values()
@@ -73,7 +74,7 @@ def snippet_cases(name: str) -> dict[str, str]:
     return cases
 
 
-WITH_SNIPPETS = [m for m in MODULES if hasattr(importlib.import_module(f"normviz.experiments.{m}"), "pytorch_snippet")]
+WITH_SNIPPETS = [m for m in SPECS if hasattr(importlib.import_module(f"normviz.experiments.{m}"), "pytorch_snippet")]
 
 
 def test_the_pages_have_snippets():

@@ -14,6 +14,7 @@ from torch import nn
 from normviz import cli
 from normviz.experiments import why_adabn, why_bn, why_landscape, why_lr_range, why_noisy, why_scale
 from normviz.experiments.why_common import StackedSGD
+from normviz.lessons import why_bn as lesson
 from normviz.runs import final
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
 
@@ -288,20 +289,20 @@ def test_page_spec_gives_each_view_its_own_spec_and_round_trips():
     ],
 )
 def test_captions_name_the_paper_and_the_differences(view, words):
-    text = why_bn.caption(why_bn.WhyBNSpec(view=view))
+    text = lesson.caption(why_bn.WhyBNSpec(view=view))
     assert all(w in text for w in words) and "digits" in text
 
 
-@pytest.mark.parametrize("command", ["why-lr-range", "why-landscape", "why-noisy-bn", "why-scale", "why-adabn"])
-def test_cli_writes_json(command, tmp_path):
+@pytest.mark.parametrize("view", why_bn.VIEWS)
+def test_cli_writes_json(view, tmp_path):
     out = tmp_path / "out.json"
-    assert cli.main([command, "--steps", "20", "--depth", "2", "--json", str(out)]) == 0
+    assert cli.main(["why_bn", "--view", view, "--steps", "20", "--depth", "2", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["spec"]["steps"] == 20 and data["steps_done"] == 20
 
 
 def test_cli_rejects_a_bad_value(capsys):
-    assert cli.main(["why-lr-range", "--lr-min", "5", "--lr-max", "1"]) == 2
+    assert cli.main(["why_bn", "--view", "lr-range", "--lr-min", "5", "--lr-max", "1"]) == 2
     assert "lr_min" in capsys.readouterr().err
 
 

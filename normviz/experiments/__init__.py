@@ -1,31 +1,37 @@
-"""One module per question the app answers, each with its Spec, Result and run(spec); MODULES lists them."""
+"""One module per experiment, each with its Spec, its Result and `run(spec)`, which yields partial results and
+ends with the final one (every Result has `progress`, `done`, `diverged_at` and `summary()`). The views
+(normviz/views.py) put them on pages and in the CLI."""
 
 import importlib
 
-from normviz.commands import Command
+from normviz.config import Spec
 
-# experiment modules that define COMMAND (a Command); each becomes a subcommand
-MODULES = (
-    "activations",
-    "init_sweep",
-    "running_stats",
-    "by_hand",
-    "inference",
-    "batch_size",
-    "alternatives",
-    "norm_zoo",
-    "norm_cost",
-    "sync_bn",
-    "rnn_norms",
-    "why_lr_range",
-    "why_landscape",
-    "why_noisy",
-    "why_scale",
-    "why_adabn",
-)
+# module -> the Spec class its run takes
+SPECS = {
+    "activations": "ActivationsSpec",
+    "init_sweep": "InitSweepSpec",
+    "running_stats": "RunningStatsSpec",
+    "by_hand": "ByHandSpec",
+    "inference": "InferenceSpec",
+    "batch_size": "BatchSizeSpec",
+    "alternatives": "AxesSpec",
+    "norm_zoo": "ZooSpec",
+    "norm_cost": "CostSpec",
+    "sync_bn": "SyncBNSpec",
+    "rnn_norms": "RNNSpec",
+    "why_lr_range": "LrRangeSpec",
+    "why_landscape": "LandscapeSpec",
+    "why_noisy": "NoisySpec",
+    "why_scale": "ScaleSpec",
+    "why_adabn": "AdaBNSpec",
+}
 
 
-def commands() -> dict[str, Command]:
-    """Each experiment's CLI command by name (imports the modules)."""
-    found = [importlib.import_module(f"normviz.experiments.{m}").COMMAND for m in MODULES]
-    return {c.name: c for c in found}
+def spec_classes() -> dict[str, type[Spec]]:
+    """Each experiment's Spec class by module name (imports the modules)."""
+    return {m: getattr(importlib.import_module(f"normviz.experiments.{m}"), c) for m, c in SPECS.items()}
+
+
+def run_of(spec_cls: type[Spec]):
+    """The `run` that takes this experiment Spec."""
+    return importlib.import_module(spec_cls.__module__).run

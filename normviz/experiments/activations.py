@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from normviz import snippets
-from normviz.commands import Command
 from normviz.config import DataSpec, ModelSpec, Preset, TrainSpec
 from normviz.data import load_checked
 from normviz.probes import GRAD_EDGES, LayerProbe, record_every
@@ -136,15 +135,6 @@ def run(spec: ActivationsSpec) -> Iterator[ActivationsResult]:
         if throttle.due():
             yield snapshot(False)
     yield snapshot(True)
-
-
-COMMAND = Command(
-    "activations",
-    "train a BN and a no-BN MLP side by side; per-layer stats and accuracies",
-    ActivationsSpec,
-    run,
-    ActivationsResult.summary,
-)
 
 
 # --- teaching: presets, the PyTorch snippet, the report's figures ------------------------------------

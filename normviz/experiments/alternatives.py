@@ -2,7 +2,7 @@
 of the GroupNorm paper, on a small real tensor), and the page spec that ties together the other views:
 norm_zoo (same model, every norm), norm_cost (time), sync_bn (per-device batches) and rnn_norms (RNNs).
 
-    python -m normviz norm-axes --groups 2 --json axes.json
+    python -m normviz alternatives --view axes --groups 2 --json axes.json
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.commands import Command
 from normviz.config import Preset, Spec, ViewsSpec, param
 from normviz.experiments import norm_cost, norm_zoo, rnn_norms, sync_bn
 from normviz.experiments.norm_zoo import digits, effective_groups
@@ -270,13 +269,3 @@ print("G=C is InstanceNorm:", torch.allclose(nn.functional.group_norm(x, C),
 
 def set_label(kind: str, groups: int) -> str:
     return f"{NORM_LABELS[kind]} (G = {groups})" if kind == "group" else NORM_LABELS[kind]
-
-
-COMMAND = Command(
-    "norm-axes",
-    "which values of a small real (N, C, H*W) tensor share one mean/var under BN, LN, IN "
-    "and GN, with the per-set statistics",
-    AxesSpec,
-    run,
-    AxesResult.summary,
-)

@@ -1,7 +1,7 @@
 """Small-batch training: BN, GroupNorm, LayerNorm and Batch Renorm trained at batch sizes 2..128 (the GroupNorm
 paper's figure 1 in small), and an online stream whose batch size changes every step.
 
-    python -m normviz batch-size --sizes 2,4,8,16,32,64,128 --norms batch,group,layer,renorm --json out.json
+    python -m normviz train_vs_inference --part batch_size --sizes 2,8,32,128 --norms batch,group,layer --json out.json
 
 Every batch size sees the same number of samples (`epochs` passes over the training set) and, by default, a
 learning rate scaled linearly with the batch size (lr * B / 32), as the GroupNorm paper does; with one fixed
@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normviz.commands import Command
 from normviz.config import DataSpec, ModelSpec, Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.layers import renorm_correction
@@ -514,12 +513,3 @@ for B in {sizes}:
             acc = (model(Xte).argmax(1) == yte).float().mean().item()
         print(f"batch {{B:4d}}  {{norm:6s}} test accuracy {{acc:.3f}}")
 """
-
-
-COMMAND = Command(
-    "batch-size",
-    "train BN, GroupNorm, LayerNorm and Batch Renorm at several batch sizes; final test accuracy per norm",
-    BatchSizeSpec,
-    run,
-    BatchSizeResult.summary,
-)

@@ -1,7 +1,7 @@
 """BN by hand: one BatchNorm1d training step on a small batch, every step in closed form (numpy,
 float64), checked against torch.nn.BatchNorm1d and autograd.
 
-    python -m normviz by-hand --x '[[1,2,3],[4,5,6]]' --momentum 0.1 --convention pytorch --json out.json
+    python -m normviz by_hand --x '[[1,2,3],[4,5,6]]' --momentum 0.1 --convention pytorch --json out.json
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from normviz.commands import Command
 from normviz.config import Preset, Spec, SpecError, param, quote
 from normviz.layers import keras_to_pytorch
 
@@ -770,15 +769,6 @@ def apply_edits(spec: ByHandSpec, table: str, edited_rows: dict) -> ByHandSpec:
                 v[int(col.split()[-1]) - 1] = float(value)
         changes[name] = _format_vector(v)
     return spec.replace(**changes)
-
-
-COMMAND = Command(
-    "by-hand",
-    "one BatchNorm1d training step by hand: batch statistics, x_hat, y, running stats",
-    ByHandSpec,
-    run,
-    ByHandResult.summary,
-)
 
 
 # --- teaching: presets and the PyTorch snippet ---------------------------------------------------------

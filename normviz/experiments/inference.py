@@ -6,7 +6,7 @@ frozen by `requires_grad=False` (which does not freeze the running statistics) o
 Every train-mode evaluation restores the running statistics afterwards, so eval mode always uses the ones
 training produced.
 
-    python -m normviz inference --seed 0 --json out.json
+    python -m normviz train_vs_inference --part inference --seed 0 --json out.json
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normviz.commands import Command
 from normviz.config import Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.experiments.batch_size import REF_BATCH, BatchSizeSpec, NetSpec, batched_accuracy
@@ -501,12 +500,3 @@ try:
 except ValueError as err:
     print("train mode, batch 1:", err)
 """
-
-
-COMMAND = Command(
-    "inference",
-    "train a BN MLP and CNN once; eval vs train mode by batch size, batch size 1, batch-mates",
-    InferenceSpec,
-    run,
-    InferenceResult.summary,
-)

@@ -1,6 +1,6 @@
 """The DLfS weight-init experiment: 16 init stds, each with a BN and a no-BN MLP, as one stacked run.
 
-python -m normviz init-sweep --epochs 20 --scales 16 --running-init zeros --json sweep.json
+python -m normviz init_sweep --epochs 20 --scales 16 --running-init zeros --json sweep.json
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from normviz import snippets
-from normviz.commands import Command
 from normviz.config import ACTIVATIONS, DataSpec, Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.runs import Throttle
@@ -146,16 +145,6 @@ def bn_input_variance(model: StackedMLP, x: torch.Tensor) -> np.ndarray:
     found = {}
     model(x, "probe", record=lambda layer, t: found.update({layer: t["linear"][: model.n_bn].var(1, unbiased=False)}))
     return torch.stack([found[i].mean(-1) for i in sorted(found)], 1).numpy()
-
-
-COMMAND = Command(
-    "init-sweep",
-    "the DLfS init-scale sweep: 16 init stds x (BN, no BN), train accuracy per epoch",
-    InitSweepSpec,
-    run,
-    InitSweepResult.summary,
-    aliases={"data": "dataset"},
-)
 
 
 # --- teaching: presets, the PyTorch snippet, the report's figures ------------------------------------

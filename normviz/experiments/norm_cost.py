@@ -1,7 +1,7 @@
 """What a norm costs: time per training step with each norm, and the share of it spent in the norm layers,
 measured live by ablation (the same step with the norm layers replaced by identities).
 
-    python -m normviz norm-cost --model cnn --batch-sizes 16,64,256 --json cost.json
+    python -m normviz alternatives --view cost --model cnn --cost-batch-sizes 16,64,256 --json cost.json
 
 Each configuration is timed in several rounds, interleaved with the others, and the fastest round counts:
 on a shared machine the slow rounds measure the other programs, not the model. With one torch thread (as
@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.commands import Command
 from normviz.config import Spec, param
 from normviz.experiments.norm_zoo import build, digits, effective_groups, groups_param, model_param, norms_for
 from normviz.layers import NORM_LABELS
@@ -306,12 +305,3 @@ for name, norm in {norms}.items():
 for name, ms in times.items():
     print(f"{{name:6s}} {{ms:.2f}} ms/step, share in the norm layers {{1 - times['none'] / ms:.0%}}")
 """
-
-
-COMMAND = Command(
-    "norm-cost",
-    "time per training step with each norm and the share spent in the norm layers",
-    CostSpec,
-    run,
-    CostResult.summary,
-)

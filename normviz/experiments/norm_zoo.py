@@ -1,7 +1,7 @@
 """Same model, every norm: one small CNN (or MLP) on the 8x8 digits trained with each normalisation,
 on the same batches from the same initial weights, with loss and test-accuracy curves.
 
-    python -m normviz norm-zoo --model cnn --batch-size 8 --steps 300 --seeds 3 --json zoo.json
+    python -m normviz alternatives --view every-norm --model cnn --batch-size 8 --steps 300 --seeds 3 --json zoo.json
 
 The norms have different layers, so they cannot share one batched computation: they train in one loop,
 step by step on the same batch. The seeds of one norm are copies of one architecture and train as one
@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from normviz.commands import Command
 from normviz.config import DataSpec, Preset, Spec, param
 from normviz.data import Dataset, load_checked
 from normviz.layers import NORM_LABELS, RMSNorm
@@ -396,12 +395,3 @@ for kind in {kinds}:
         acc = (model(x_test).argmax(1) == y_test).float().mean().item()
     print(f"{{kind:9s}} batch {spec.batch_size}: test accuracy {{acc:.3f}}")
 """
-
-
-COMMAND = Command(
-    "norm-zoo",
-    "one CNN or MLP on the digits trained with every norm: curves and accuracy table",
-    ZooSpec,
-    run,
-    ZooResult.summary,
-)

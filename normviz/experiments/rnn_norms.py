@@ -1,7 +1,7 @@
 """Norms in a recurrent net: RowRNN reads each digit row by row (8 steps) with per-time-step BatchNorm,
 with LayerNorm, or with no norm; then reads sequences longer than any it was trained on.
 
-    python -m normviz rnn-norms --steps 300 --json rnn.json
+    python -m normviz alternatives --view rnn --steps 300 --json rnn.json
 
 Per-time-step BN must keep one set of running statistics per step; at a step beyond the training length
 it has none. RowRNN refuses such a sequence unless told to reuse the last step's statistics, which we do
@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.commands import Command
 from normviz.config import Preset, Spec
 from normviz.experiments.norm_zoo import batch_param, digits, lr_param, probe_schedule, steps_param
 from normviz.models import RowRNN, rows_as_sequence
@@ -238,12 +237,3 @@ with torch.no_grad():
         print(f"{{8 * reps}} steps: test accuracy {{acc:.3f}}")
 print("running var of step 0 vs step 7:", bns[0].running_var[:3], bns[7].running_var[:3])
 """
-
-
-COMMAND = Command(
-    "rnn-norms",
-    "RowRNN on digit rows with per-time-step BN vs LayerNorm; longer test sequences",
-    RNNSpec,
-    run,
-    RNNResult.summary,
-)

@@ -1,7 +1,7 @@
 """Running statistics: one training run tracks BN's running mean/var for several momenta at once and
 compares them with the population statistics every k steps.
 
-    python -m normviz momentum --momenta 0.01,0.1,0.5 --lr 0 --steps 800 --json momenta.json
+    python -m normviz running_stats --momenta 0.01,0.1,0.5 --lr 0 --steps 800 --json momenta.json
 
 Running statistics never change the training path in train mode, so one network (a StackedMLP with
 K=1) carries one set of running buffers per momentum plus the cumulative average (`momentum=None`).
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz.commands import Command
 from normviz.config import DataSpec, ModelSpec, Preset, SpecError, param
 from normviz.data import load_checked
 from normviz.layers import normalize
@@ -54,7 +53,7 @@ def momentum_text(m: float) -> str:
 
 
 @dataclass(frozen=True)
-class MomentumSpec(ModelSpec, DataSpec):
+class RunningStatsSpec(ModelSpec, DataSpec):
     """Everything the Running statistics view trains with."""
 
     momenta: tuple[float, ...] = param(
@@ -171,8 +170,8 @@ def schedule_momenta(base: tuple[float, ...], step: int, steps: int, schedule: s
 
 
 @dataclass
-class MomentumResult:
-    spec: MomentumSpec
+class RunningStatsResult:
+    spec: RunningStatsSpec
     steps_done: int = 0
     done: bool = False
     diverged_at: int | None = None
@@ -233,7 +232,7 @@ class MomentumResult:
         return out
 
 
-def build_model(spec: MomentumSpec, n_in: int, n_out: int, generator: torch.Generator) -> StackedMLP:
+def build_model(spec: RunningStatsSpec, n_in: int, n_out: int, generator: torch.Generator) -> StackedMLP:
     """One BN network (K=1) whose RunningStats track every momentum of the spec at once."""
     shape = StackShape(n_in, n_out, spec.depth, spec.width, spec.activation, spec.norm_place)
     return StackedMLP(
@@ -344,7 +343,7 @@ def precise_bn(model: StackedMLP, x: torch.Tensor, batches: list[torch.Tensor], 
     return fixed
 
 
-def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
+def run(spec: RunningStatsSpec) -> Iterator[RunningStatsResult]:
     """Train once while tracking every momentum; yields growing partial results and the final one."""
     data = load_checked(spec)
     x, y = data.x_train, data.y_train
@@ -391,10 +390,10 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
         rec["train_acc"].append(train_mode_accuracy(model, data.x_test, data.y_test, spec.batch_size))
         rec["pop_steps"].append(state["step"])
 
-    def snapshot(done: bool) -> MomentumResult:
+    def snapshot(done: bool) -> RunningStatsResult:
         f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
         stacked = {p: {k: f32(v) for k, v in d.items()} for p, d in pops.items()}
-        return MomentumResult(
+        return RunningStatsResult(
             spec,
             state["step"],
             done,
@@ -455,7 +454,7 @@ def run(spec: MomentumSpec) -> Iterator[MomentumResult]:
     yield snapshot(True)
 
 
-def recalibrate(model: StackedMLP, spec: MomentumSpec, data, rows: int) -> dict:
+def recalibrate(model: StackedMLP, spec: RunningStatsSpec, data, rows: int) -> dict:
     """PreciseBN after training: running stats recomputed from N random training batches; eval accuracy
     before (per row) and after, and the errors after against population (a)."""
     gen = torch.Generator().manual_seed(spec.seed + 2)
@@ -482,7 +481,7 @@ def effective_window(m: float) -> float:
     return 1.0 / m
 
 
-def translation_rows(spec: MomentumSpec) -> list[dict]:
+def translation_rows(spec: RunningStatsSpec) -> list[dict]:
     """The convention table: each tracked momentum in both conventions and its window."""
     return [
         {
@@ -495,7 +494,7 @@ def translation_rows(spec: MomentumSpec) -> list[dict]:
     ]
 
 
-def start_value_left(spec: MomentumSpec) -> list[float]:
+def start_value_left(spec: RunningStatsSpec) -> list[float]:
     """prod_t (1 - m_t) over the run for each momentum: the weight the EMA still gives its start value."""
     steps = np.arange(1, spec.steps + 1)
     share = 1.0 - (1.0 - RAMP_END) * (steps - 1) / max(spec.steps - 1, 1) if spec.schedule == "ramp" else 1.0
@@ -505,7 +504,7 @@ def start_value_left(spec: MomentumSpec) -> list[float]:
 def translated_text(text: str) -> str:
     """Momenta typed in one convention, rewritten in the other; text that does not parse stays as it is."""
     try:
-        momenta = MomentumSpec.parse_field("momenta", text)
+        momenta = RunningStatsSpec.parse_field("momenta", text)
     except SpecError:
         return text
     return ",".join(momentum_text(m) for m in translate(momenta, "keras"))
@@ -552,7 +551,7 @@ PRESETS = {
 }
 
 
-def pytorch_snippet(spec: MomentumSpec) -> str:
+def pytorch_snippet(spec: RunningStatsSpec) -> str:
     """A short PyTorch script: one BN layer, a shadow BatchNorm1d per momentum fed the same batches."""
     w = spec.width
     ms = ", ".join(momentum_text(m) for m in spec.pytorch_momenta) + (", None" if spec.cma else "")
@@ -605,13 +604,3 @@ with torch.no_grad():
         print(f"momentum={{m}}: mean error {{err_mean:.4f}}, var error {{err_var:.4f}}, eval acc {{acc:.3f}}")
 """
     )
-
-
-COMMAND = Command(
-    "momentum",
-    "track BN running stats for several momenta in one run; errors against the "
-    "population statistics and eval accuracy per momentum",
-    MomentumSpec,
-    run,
-    MomentumResult.summary,
-)

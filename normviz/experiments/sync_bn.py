@@ -3,7 +3,7 @@ sub-batch with its own statistics (what plain BN does under data parallelism); s
 worker's per-channel (mean, variance, count) and combines them, so every worker normalises with the statistics of
 all W*b samples.
 
-    python -m normviz sync-bn --workers 8 --sub-batches 1,2,4,8,16 --model mlp --json sync.json
+    python -m normviz alternatives --view sync-bn --workers 8 --sub-batches 1,2,4,8,16 --model mlp --json sync.json
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.commands import Command
 from normviz.config import Preset, Spec, SpecError, param
 from normviz.experiments.norm_zoo import build, digits, eval_accuracy, lr_param, model_param, steps_param
 from normviz.layers import BatchNorm, check_batch, normalize
@@ -274,12 +273,3 @@ print("SyncBN == BN on the full batch:", torch.allclose(synced, full, atol=1e-5)
 print("per-worker BN == BN on the full batch:", torch.allclose(local, full, atol=1e-5))
 print("batch-mean noise, b vs W*b samples:", 1 / b ** 0.5, 1 / (W * b) ** 0.5)
 """
-
-
-COMMAND = Command(
-    "sync-bn",
-    "simulated data parallelism: per-worker BN vs synchronized BN against the per-worker batch size",
-    SyncBNSpec,
-    run,
-    SyncBNResult.summary,
-)

@@ -3,7 +3,7 @@ Domain Adaptation"). Train on the digits, test on shifted digits (brighter, lowe
 pixel), and compare: eval mode with the training running statistics; the same network after re-estimating every
 BN layer's statistics on n unlabelled shifted images (AdaBN); and train-mode statistics of each test batch.
 
-    python -m normviz why-adabn --shift invert --adapt-samples 32 --json adabn.json
+    python -m normviz why_bn --view adabn --shift invert --adapt-samples 32 --json adabn.json
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz.commands import Command
 from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
@@ -208,15 +207,6 @@ def run(spec: AdaBNSpec) -> Iterator[AdaBNResult]:
         len(pool),
         list(diverged_at),
     )
-
-
-COMMAND = Command(
-    "why-adabn",
-    "domain shift: eval-mode statistics vs AdaBN re-estimation (n unlabelled samples) vs test-batch statistics",
-    AdaBNSpec,
-    run,
-    AdaBNResult.summary,
-)
 
 
 SHIFT_CODE = {

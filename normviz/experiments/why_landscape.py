@@ -1,7 +1,7 @@
 """A smoother loss landscape (Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?"): at
 checkpoints during training, step along the gradient and measure how much the loss and the gradient change.
 
-    python -m normviz why-landscape --lr 0.1 --check-every 20 --json landscape.json
+    python -m normviz why_bn --view landscape --lr 0.1 --check-every 20 --json landscape.json
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz.commands import Command
 from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
@@ -204,15 +203,6 @@ def run(spec: LandscapeSpec) -> Iterator[LandscapeResult]:
         if throttle.due():
             yield snapshot(step, False)
     yield snapshot(step, True)
-
-
-COMMAND = Command(
-    "why-landscape",
-    "BN vs no BN: loss and gradient change along the gradient at checkpoints (Santurkar et al. 2018)",
-    LandscapeSpec,
-    run,
-    LandscapeResult.summary,
-)
 
 
 def pytorch_snippet(spec: LandscapeSpec) -> str:

@@ -1,6 +1,6 @@
 """The usable learning-rate range: BN and no-BN MLPs at a log grid of learning rates, all in one stacked run.
 
-python -m normviz why-lr-range --rates 12 --lr-min 0.001 --lr-max 10 --json lr.json
+python -m normviz why_bn --view lr-range --rates 12 --lr-min 0.001 --lr-max 10 --json lr.json
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz.commands import Command
 from normviz.config import SpecError, param
 from normviz.experiments.why_common import (
     DIVERGED_LOSS,
@@ -154,15 +153,6 @@ def run(spec: LrRangeSpec) -> Iterator[LrRangeResult]:
         if throttle.due():
             yield snapshot(step, False)
     yield snapshot(step, True)
-
-
-COMMAND = Command(
-    "why-lr-range",
-    "BN and no-BN MLPs at a log grid of learning rates (one stacked run): accuracy and divergence per rate",
-    LrRangeSpec,
-    run,
-    LrRangeResult.summary,
-)
 
 
 def pytorch_snippet(spec: LrRangeSpec) -> str:

@@ -2,7 +2,7 @@
 drawn afresh at every step, so that the distribution each layer sees keeps shifting; then compare with BN and
 with no BN. If BN worked by keeping those distributions still, noisy BN would lose its benefit.
 
-    python -m normviz why-noisy-bn --noise-mean 1 --noise-scale 2 --json noisy.json
+    python -m normviz why_bn --view noisy --noise-mean 1 --noise-scale 2 --json noisy.json
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz.commands import Command
 from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
@@ -220,15 +219,6 @@ def run(spec: NoisySpec) -> Iterator[NoisyResult]:
             yield snapshot(step, False)
     model.set_noise(None)
     yield snapshot(step, True)
-
-
-COMMAND = Command(
-    "why-noisy-bn",
-    "BN, noisy BN (shifting noise after every BN layer) and no BN: layer input drift and accuracy",
-    NoisySpec,
-    run,
-    NoisyResult.summary,
-)
 
 
 def pytorch_snippet(spec: NoisySpec) -> str:

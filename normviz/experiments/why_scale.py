@@ -7,7 +7,7 @@ Three BN networks from the same weights on the same batches: no weight decay; we
 (BN-followed) weights; and no weight decay with each hidden layer's rate set every step to the decayed network's
 effective rate. The last computes the decayed network's function without any decay.
 
-    python -m normviz why-scale --weight-decay 0.02 --json scale.json
+    python -m normviz why_bn --view scale --weight-decay 0.02 --json scale.json
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz.commands import Command
 from normviz.config import param
 from normviz.experiments.why_common import (
     INIT,
@@ -250,15 +249,6 @@ def run(spec: ScaleSpec) -> Iterator[ScaleResult]:
     with_eps = scale_check(model, x_check, y_check, spec.scale_c, TORCH_EPS)
     check |= {f"{k}_with_eps": v for k, v in with_eps.items()}
     yield snapshot(step, True, check)
-
-
-COMMAND = Command(
-    "why-scale",
-    "scale invariance under BN: weight norms, effective learning rate lr/|w|^2 with and without weight decay",
-    ScaleSpec,
-    run,
-    ScaleResult.summary,
-)
 
 
 def pytorch_snippet(spec: ScaleSpec) -> str:

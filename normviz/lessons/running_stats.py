@@ -8,8 +8,8 @@ from normviz.experiments.running_stats import (
     POPULATIONS,
     RAMP_END,
     TRACE_CHANNELS,
-    MomentumResult,
-    MomentumSpec,
+    RunningStatsResult,
+    RunningStatsSpec,
 )
 from normviz.figures import running_stats as figs
 from normviz.panels import Chart, Panel, Text, diverged
@@ -21,7 +21,7 @@ INTRO = (
 )
 
 
-def caption_a(spec: MomentumSpec) -> str:
+def caption_a(spec: RunningStatsSpec) -> str:
     ramp = (
         f" Momentum ramp: m_t = m·(1 − {1 - RAMP_END:g}·(t−1)/(T−1)), from m down to {RAMP_END:g}·m at the last step."
         if spec.schedule == "ramp"
@@ -40,7 +40,7 @@ def caption_a(spec: MomentumSpec) -> str:
 VAR_ESTIMATOR_WORDS = {"unbiased": "unbiased (÷ (n − 1))", "biased": "biased (÷ n)"}
 
 
-def caption_precise(result: MomentumResult) -> str:
+def caption_precise(result: RunningStatsResult) -> str:
     p = result.precise
     return (
         f"After training, every running mean/var was replaced by the equal-weight average of the batch "
@@ -102,7 +102,7 @@ def caption_b(population: str) -> str:
     )
 
 
-def caption_c(spec: MomentumSpec) -> str:
+def caption_c(spec: RunningStatsSpec) -> str:
     return (
         "Eval mode normalises with one momentum's running stats; train mode with each test batch's own "
         f"statistics (batches of {spec.batch_size})."
@@ -116,7 +116,7 @@ def first_layer(depth: int) -> int:
 
 def panels(
     part: Part,
-    r: MomentumResult,
+    r: RunningStatsResult,
     final: bool,
     font: int,
     momenta_shown: list[int] | None = None,
