@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 import plotly.graph_objects as go
 
 
@@ -20,7 +21,7 @@ class Chart:
 @dataclass(frozen=True)
 class Text:
     body: str  # Markdown, except for "code"
-    kind: str = "markdown"  # markdown, caption, subheader, error, warning, success, code, expander
+    kind: str = "markdown"  # markdown, caption, subheader, info, error, warning, success, code, expander
     title: str = ""  # an expander's label
 
 
@@ -31,7 +32,19 @@ class Table:
     percent: tuple[str, ...] = ()  # columns of shares, shown as percentages
 
 
-Panel = Chart | Text | Table
+@dataclass(frozen=True)
+class Worked:
+    """A step worked by hand: its formulas (LaTeX, in general, then with the numbers) beside its tables."""
+
+    title: str
+    formula: tuple[str, ...]
+    worked: tuple[str, ...]
+    tables: tuple[tuple[str, pd.DataFrame], ...]  # (a Markdown label above it or "", the table)
+    caption: str = ""
+    side_by_side: bool = True  # False: the tables under the formulas, at full width
+
+
+Panel = Chart | Text | Table | Worked
 
 
 def percent_columns(rows: list[dict]) -> tuple[str, ...]:

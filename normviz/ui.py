@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -34,7 +35,7 @@ from normviz.config import DataSpec, Preset, Spec, SpecError, quote, unknown_par
 from normviz.data import DataError
 from normviz.figures import compare, export
 from normviz.figures.style import FONT_SIZES
-from normviz.panels import Chart, Panel, Table
+from normviz.panels import Chart, Panel, Table, Worked
 from normviz.service import QueueFull, default_service
 
 PRESET_PARAM = "preset"
@@ -478,6 +479,30 @@ def set_controls(page: str, spec_cls, **values) -> None:
             st.session_state[f"{page}.{name}"] = _to_widget_value(info[name], value)
 
 
+def edit_settings(page: str, spec: Spec, edit: Callable[..., Spec], *args) -> None:
+    """A button's or a table's callback: the settings `edit(spec, *args)` returns become the page's, or a
+    toast says why they cannot."""
+    try:
+        new = edit(spec, *args)
+    except SpecError as exc:
+        st.toast(f"Not applied: {exc}", icon=":material/warning:")
+        return
+    old = spec.to_dict()
+    set_controls(page, type(spec), **{name: v for name, v in new.to_dict().items() if v != old[name]})
+
+
+def settings_table(page: str, spec: Spec, frame: pd.DataFrame, table: str, edit: Callable[..., Spec]) -> None:
+    """An editable table of some of the page's settings; `edit(spec, table, edited_rows)` applies its edits. Its
+    key follows the settings, so new settings (another batch, a preset) start a fresh editor."""
+    key = f"{page}.{table}-editor-{zlib.crc32(spec.to_json().encode())}"
+    st.data_editor(
+        frame.astype(float),
+        key=key,
+        height="content",
+        on_change=lambda: edit_settings(page, spec, edit, table, st.session_state[key]["edited_rows"]),
+    )
+
+
 def _data_file_select(key: str, label: str, help_: str, container) -> str:
     """A file of the server's data folder, by name: the folder's listing is the only choice there is."""
     files = data.data_files()
@@ -626,7 +651,7 @@ def chart(fig: go.Figure, name: str):
     _draw(fig, name)
 
 
-_TEXT_ICONS = {"success": ":material/insights:"}
+_TEXT_ICONS = {"success": ":material/insights:", "info": ":material/lightbulb:"}
 
 
 def draw(panels: list[Panel]) -> None:
@@ -640,6 +665,8 @@ def draw(panels: list[Panel]) -> None:
                 st.caption(panel.caption)
             if panel.notice:
                 st.markdown("**What to notice**\n" + panel.notice)
+        elif isinstance(panel, Worked):
+            _worked(panel)
         elif isinstance(panel, Table):
             percent = {c: st.column_config.NumberColumn(format="percent") for c in panel.percent}
             st.dataframe(panel.rows, hide_index=True, column_config=percent or None)
@@ -654,6 +681,18 @@ def draw(panels: list[Panel]) -> None:
             getattr(st, panel.kind)(panel.body, icon=_TEXT_ICONS[panel.kind])
         else:  # markdown, caption, subheader, error, warning
             getattr(st, panel.kind)(panel.body)
+
+
+def _worked(step: Worked) -> None:
+    st.markdown(f"**{step.title}**")
+    left, right = st.columns([1, 1], gap="large") if step.side_by_side else (st.container(), st.container())
+    for line in step.formula + step.worked:
+        left.latex(line)
+    for label, table in step.tables:
+        if label:
+            right.markdown(label)
+        right.dataframe(table.style.format("{:.4g}"), height="content")
+    right.caption(step.caption)
 
 
 def show_view(name: str, spec: Spec, **shown) -> None:

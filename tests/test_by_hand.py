@@ -12,6 +12,7 @@ import torch
 from normviz.cli import main
 from normviz.config import SpecError
 from normviz.experiments import by_hand as bh
+from normviz.lessons import by_hand as lesson
 from normviz.runs import final
 
 torch.set_num_threads(1)
@@ -103,7 +104,7 @@ def test_b2_gives_plus_minus_one():
     np.testing.assert_allclose(r.hand["x_hat"], [[-1, 1, -1], [1, -1, 1]], atol=1e-8)
     d = np.array([1, 3, 4])  # half the gaps: x_hat = ±d/sqrt(d²+eps) exactly
     np.testing.assert_allclose(np.abs(r.hand["x_hat"][0]), d / np.sqrt(d**2 + 1e-8), rtol=1e-14)
-    assert any("B = 2" in title for title, *_ in r.notes)
+    assert any("B = 2" in title for title, *_ in lesson.notes(r))
 
 
 def test_constant_feature_eps_keeps_it_finite_and_scales_its_gradient():
@@ -115,7 +116,7 @@ def test_constant_feature_eps_keeps_it_finite_and_scales_its_gradient():
     assert r.diff("y") < 1e-12 and r.diff("dx") < 1e-9  # torch agrees
     with np.errstate(invalid="ignore"):
         assert np.isnan(0.0 / np.sqrt(r.hand["var"][2]))  # without eps: 0/0
-    assert any("Constant feature (3)" in title for title, *_ in r.notes)
+    assert any("Constant feature (3)" in title for title, *_ in lesson.notes(r))
     assert r.focus() == 2
 
 
@@ -135,7 +136,7 @@ def test_backward_closed_form_equals_autograd_of_the_forward_formula():
 def test_uniform_upstream_gradient_gives_zero_dx():
     r = final(bh.run(bh.ByHandSpec()))  # dy = 1 everywhere
     assert np.abs(r.hand["dx"]).max() < 1e-12
-    assert any("dL/dx = 0" in title for title, *_ in r.notes)
+    assert any("dL/dx = 0" in title for title, *_ in lesson.notes(r))
 
 
 def test_batch_of_one_is_a_lesson_not_a_crash():
@@ -146,14 +147,14 @@ def test_batch_of_one_is_a_lesson_not_a_crash():
     assert np.all(r.hand["x_hat"] == 0) and np.all(r.hand["y"] == 0.5) and np.all(r.hand["dx"] == 0)
     assert np.isnan(r.hand["running_var"]).all()  # B/(B-1) = 1/0
     np.testing.assert_allclose(r.hand["running_var_biased"], 0.9)
-    assert any(r.torch_error in text for _, text, _ in r.notes)
+    assert any(r.torch_error in text for _, text, _ in lesson.notes(r))
 
 
 def test_huge_eps_shrinks_x_hat():
     r = final(bh.run(bh.ByHandSpec(eps=100.0)))
     expected = np.sqrt(r.hand["var"] / (r.hand["var"] + 100))
     np.testing.assert_allclose(r.hand["x_hat"].std(0), expected, rtol=1e-12)
-    assert expected.max() < 0.25 and any("ε is not small" in t for t, *_ in r.notes)
+    assert expected.max() < 0.25 and any("ε is not small" in t for t, *_ in lesson.notes(r))
 
 
 def test_presets_show_what_they_say():

@@ -48,6 +48,7 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
         "0.03": "test_claims.py::test_activations_sigmoid_numbers",
         "0.97": "test_claims.py::test_activations_sigmoid_numbers",
     },
+    ("lessons.by_hand", "EDGE_CASES"): {"2": "test_by_hand.py::test_b2_gives_plus_minus_one"},
     ("lessons.activations", "WHAT_TO_NOTICE"): {"0.01": "test_claims.py::test_activations_tiny_init_numbers"},
     ("activations", "He init + ReLU"): {"2": "test_claims.py::test_he_init_std_is_root_2_over_fan_in"},
     ("init_sweep", "the DLfS 16-scale grid"): {
@@ -181,7 +182,14 @@ def _text_names(name: str, module) -> list[str]:
     """An experiment module's teaching texts are its TEXT_NAMES; a lessons module's, every text constant."""
     if not name.startswith("lessons."):
         return list(TEXT_NAMES)
-    return [n for n, v in vars(module).items() if n.isupper() and isinstance(v, (str, list, dict))]
+    return [n for n, v in vars(module).items() if n.isupper() and _is_text(v)]
+
+
+def _is_text(value) -> bool:
+    """A string, or a list or dict of them (a dict's values may be lists): not a table of settings."""
+    if isinstance(value, dict):
+        return all(_is_text(v) for v in value.values())
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
 def _settings(module, changes: dict) -> set[float]:
@@ -410,10 +418,13 @@ def test_every_norm_caption_numbers():
 
 def test_by_hand_step_numbers():
     from normviz.experiments import by_hand as bh
+    from normviz.lessons import by_hand as lesson
     from normviz.runs import final
 
     r = final(bh.run(bh.ByHandSpec()))
-    assert bh.steps(r)[1].title.startswith("2. Normalise") and bh.backward_step(r).title.startswith("6. Backward")
+    assert lesson.steps(r)[1].title.startswith("2. Normalise") and lesson.backward_step(r).title.startswith(
+        "6. Backward"
+    )
 
 
 def test_chance_is_one_in_ten_classes():
