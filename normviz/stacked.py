@@ -99,6 +99,19 @@ class _StackedBatchNorm(torch.autograd.Function):
         return grad_h, grad_gamma, grad_beta, None, None, None
 
 
+def stacked_linears(
+    sizes: list[int], stds: Callable[[int], list[float]], generator: torch.Generator | None
+) -> tuple[nn.ParameterList, nn.ParameterList]:
+    """The linear layers of K models side by side: weights (K, fan_in, fan_out) from one draw per layer, scaled
+    by each model's std (`stds(fan_in)`, one per model), and zero biases (K, 1, fan_out)."""
+    weights, biases = nn.ParameterList(), nn.ParameterList()
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        std = torch.tensor(stds(fan_in)).reshape(-1, 1, 1)
+        weights.append(nn.Parameter(torch.randn(1, fan_in, fan_out, generator=generator) * std))
+        biases.append(nn.Parameter(torch.zeros(len(std), 1, fan_out)))
+    return weights, biases
+
+
 @dataclass(frozen=True)
 class StackShape:
     n_in: int
@@ -128,12 +141,9 @@ class StackedMLP(nn.Module):
         self.shape, self.k, self.n_bn, self.eps = shape, len(init_stds), n_bn, eps
         self.act = ACTIVATION_FNS[shape.activation]
         sizes = [shape.n_in] + [shape.width] * shape.depth + [shape.n_out]
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            stds = torch.tensor([init_std(weight_init, fan_in, s) for s in init_stds]).reshape(-1, 1, 1)
-            base = torch.randn(1, fan_in, fan_out, generator=generator)
-            self.weights.append(nn.Parameter(base * stds))  # (K, fan_in, fan_out)
-            self.biases.append(nn.Parameter(torch.zeros(self.k, 1, fan_out)))  # (K, 1, fan_out)
+        self.weights, self.biases = stacked_linears(
+            sizes, lambda fan_in: [init_std(weight_init, fan_in, s) for s in init_stds], generator
+        )
         self.gammas = nn.ParameterList(nn.Parameter(torch.ones(n_bn, 1, shape.width)) for _ in range(shape.depth))
         self.betas = nn.ParameterList(nn.Parameter(torch.zeros(n_bn, 1, shape.width)) for _ in range(shape.depth))
         self.stats = nn.ModuleList(RunningStats((n_bn, shape.width), **running_kwargs) for _ in range(shape.depth))

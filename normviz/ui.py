@@ -695,6 +695,19 @@ def _worked(step: Worked) -> None:
     right.caption(step.caption)
 
 
+def chosen_experiment(spec: Spec) -> None:
+    """A page of several experiments (a ViewsSpec): the chosen one's title, then a line that names them all and
+    the settings the chosen one reads."""
+    info = type(spec).field_info()["view"]
+    titles, label = info["choice_labels"], info["label"]
+    st.header(titles[spec.view], divider="gray")
+    names = " · ".join(f"**{t}**" if v == spec.view else t for v, t in titles.items())
+    st.caption(
+        f"{len(titles)} {label.lower()}s (sidebar → {label}): {names}. "
+        f"Settings this one uses: {type(spec).used_labels(spec.view)}."
+    )
+
+
 def show_view(name: str, spec: Spec, **shown) -> None:
     """Every run behind the view at these settings, each drawn as its lesson's panels, live while it trains;
     `shown`: the values of the view's main-area controls."""

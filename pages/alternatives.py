@@ -9,12 +9,7 @@ ui.enter_through_app()
 st.title("Alternatives to BatchNorm")
 spec = ui.view_controls("alternatives")
 view = spec.view
-st.header(alt.VIEW_TITLES[view], divider="gray")
-st.caption(
-    "Five views (sidebar → View): "
-    + " · ".join(f"**{t}**" if v == view else t for v, t in alt.VIEW_TITLES.items())
-    + f". Settings this view uses: {alt.AlternativesSpec.used_labels(view)}."
-)
+ui.chosen_experiment(spec)
 shown = {}
 if view == "axes":
     shown["tensor_norm"] = ui.show_control(

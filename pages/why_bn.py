@@ -9,12 +9,7 @@ ui.enter_through_app()
 st.title("Why BatchNorm helps")
 spec = ui.view_controls("why_bn")
 view = spec.view
-st.header(why.VIEW_TITLES[view], divider="gray")
-st.caption(
-    "Five experiments (sidebar → Experiment): "
-    + " · ".join(f"**{t}**" if v == view else t for v, t in why.VIEW_TITLES.items())
-    + f". Settings this one uses: {why.WhyBNSpec.used_labels(view)}."
-)
+ui.chosen_experiment(spec)
 shown = {}
 if view == "noisy":
     shown["layer"] = (

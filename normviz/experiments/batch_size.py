@@ -25,7 +25,7 @@ from normviz.data import load_checked
 from normviz.layers import renorm_correction
 from normviz.runs import Throttle
 from normviz.runtime import check_cancelled
-from normviz.stacked import ACTIVATION_FNS, init_std, stacked_cross_entropy
+from normviz.stacked import ACTIVATION_FNS, init_std, stacked_cross_entropy, stacked_linears
 from normviz.train import StackedTrainer, accuracy
 
 NORM_CHOICES = ("batch", "group", "layer", "renorm", "none")  # the order of charts and JSON
@@ -148,11 +148,9 @@ class NormStack(nn.Module):
         self.n_ln = sum(k == "layer" for k in self.kinds)
         self.n_gn = sum(k == "group" for k in self.kinds)
         sizes = [n_in] + [width] * depth + [n_out]
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            base = torch.randn(1, fan_in, fan_out, generator=generator) * init_std(init, fan_in, init_std_)
-            self.weights.append(nn.Parameter(base.repeat(self.k, 1, 1)))  # (K, fan_in, fan_out)
-            self.biases.append(nn.Parameter(torch.zeros(self.k, 1, fan_out)))  # (K, 1, fan_out)
+        self.weights, self.biases = stacked_linears(  # one draw, every model the same weights
+            sizes, lambda fan_in: [init_std(init, fan_in, init_std_)] * self.k, generator
+        )
         normed = self.k - sum(k == "none" for k in self.kinds)
         self.gammas = nn.ParameterList(nn.Parameter(torch.ones(normed, 1, width)) for _ in range(depth))
         self.betas = nn.ParameterList(nn.Parameter(torch.zeros(normed, 1, width)) for _ in range(depth))
