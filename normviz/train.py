@@ -63,20 +63,26 @@ class StackedTrainer:
         xb, yb = self.x[idx], self.y[idx]
         logits = self.model(xb, "train")  # (K, B, C)
         losses = stacked_cross_entropy(logits, yb)  # (K,)
-        finite = torch.isfinite(losses.detach())
-        if all(d is None for d in self.diverged_at) and bool(finite.all()):
+        if all(d is None for d in self.diverged_at) and bool(torch.isfinite(losses.detach()).all()):
             keep = None  # the common case: every model alive and finite
         else:
-            alive = torch.tensor([d is None for d in self.diverged_at])
-            for i in torch.nonzero(alive & ~finite).flatten().tolist():
-                self.diverged_at[i] = self.step_count
-            keep = alive & finite
+            keep = mark_diverged(losses, self.diverged_at, self.step_count)
         if keep is None or keep.any():
             self.opt.zero_grad()
             (losses if keep is None else losses[keep]).sum().backward()  # the sum keeps each gradient its own
             self.opt.step()
         acc = (logits.detach().argmax(-1) == yb).float().mean(1)
         return losses.detach(), acc
+
+
+def mark_diverged(losses: torch.Tensor, diverged_at: list, step: int, bad: torch.Tensor | None = None) -> torch.Tensor:
+    """Record `step` for each model whose loss goes bad now (not finite, or `bad`) in `diverged_at` (per model:
+    the step, or None); returns (K,) bool: the models still alive, whose losses may be backpropagated."""
+    alive = torch.tensor([d is None for d in diverged_at])
+    bad = ~torch.isfinite(losses.detach()) if bad is None else bad
+    for i in torch.nonzero(alive & bad).flatten().tolist():
+        diverged_at[i] = step
+    return alive & ~bad
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from normviz.layers import renorm_correction
 from normviz.runs import Throttle
 from normviz.runtime import check_cancelled
 from normviz.stacked import ACTIVATION_FNS, init_std, stacked_cross_entropy, stacked_linears
-from normviz.train import StackedTrainer, accuracy
+from normviz.train import StackedTrainer, accuracy, mark_diverged
 
 NORM_CHOICES = ("batch", "group", "layer", "renorm", "none")  # the order of charts and JSON
 STACK_ORDER = ("batch", "renorm", "layer", "group", "none")  # batch-statistics norms side by side first
@@ -432,11 +432,7 @@ class _Stream:
             idx, pos = order[pos : pos + b], pos + b
             skip = b == 1 and bool(self.batch_stat.any())
             losses = stacked_cross_entropy(self.model(x[idx], "train", skip_batch_stats=skip), y[idx])  # (K,)
-            alive = torch.tensor([d is None for d in self.diverged_at])
-            finite = torch.isfinite(losses.detach())
-            for i in torch.nonzero(alive & ~finite).flatten().tolist():
-                self.diverged_at[i] = t
-            keep = alive & finite & ~(self.batch_stat & skip)
+            keep = mark_diverged(losses, self.diverged_at, t) & ~(self.batch_stat & skip)
             if skip:
                 for i in torch.nonzero(self.batch_stat).flatten().tolist():
                     self.skipped[i] += 1

@@ -13,6 +13,7 @@ import torch
 from normviz.config import DataSpec, Spec, param
 from normviz.data import Dataset, load_checked
 from normviz.stacked import StackedMLP, stacked_cross_entropy
+from normviz.train import mark_diverged
 
 N_CLASSES = 10
 
@@ -114,11 +115,7 @@ def diverged(losses: torch.Tensor) -> torch.Tensor:
 
 def backward_alive(losses: torch.Tensor, diverged_at: list, step: int) -> None:
     """Mark newly diverged models (their step is recorded) and backpropagate the others' summed losses."""
-    bad = diverged(losses.detach())
-    for k in torch.nonzero(bad).flatten().tolist():
-        if diverged_at[k] is None:
-            diverged_at[k] = step
-    alive = torch.tensor([d is None for d in diverged_at])
+    alive = mark_diverged(losses, diverged_at, step, diverged(losses.detach()))
     if alive.any():
         losses[alive].sum().backward()  # the sum keeps each model's gradient its own
 
