@@ -33,4 +33,4 @@ ui.show_view("why_bn", spec, **shown)
 with st.expander("Formulas"):
     for formula in lesson.FORMULAS[view]:
         st.latex(formula)
-ui.reproduce(why.pytorch_snippet(spec))
+ui.reproduce(lesson.pytorch_snippet(spec))
