@@ -313,19 +313,12 @@ def estimate(spec: Spec) -> float:
 # --- the browser's cap ------------------------------------------------------------------------------------
 def shipped_specs() -> list[Spec]:
     """Every default and preset the app ships: each experiment's and each view's default (every one of its
-    `view` choices, where it has them), every PRESETS entry and every tour stop."""
-    import importlib
-
+    `view` choices, where it has them), every view's presets and every tour stop."""
     from normviz import views
     from normviz.experiments import spec_classes
     from normviz.tour import TOUR
 
-    specs, of_views = [], {v.experiment for v in views.VIEWS}
-    for short, spec_cls in spec_classes().items():  # those not behind a view's own module have presets of their own
-        specs.append(spec_cls())
-        if short not in of_views:
-            module = importlib.import_module(f"normviz.experiments.{short}")
-            specs += [preset.spec(spec_cls) for preset in getattr(module, "PRESETS", {}).values()]
+    specs = [spec_cls() for spec_cls in spec_classes().values()]
     for v in views.VIEWS:
         cls = v.spec_cls
         specs.append(cls())

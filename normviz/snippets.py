@@ -1,4 +1,4 @@
-"""Shared pieces of the "Reproduce in PyTorch" snippets that experiment modules generate.
+"""Shared pieces of the "Reproduce in PyTorch" snippets that the lessons (normviz/lessons/) generate.
 
 A snippet is plain text: a short script that imports torch (and scikit-learn for data), runs in
 seconds on a CPU and prints what the page shows. `tests/test_snippets.py` runs every one.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Stop:
-    preset: str  # a key of the page's PRESETS
+    preset: str  # a key of its view's PRESETS (normviz/lessons/<view>.py)
     ask: str  # what to show or ask the class, one line
     chart: str = ""  # the chart its notice is about (a ui.chart name): presenter mode opens the page there
 
@@ -19,7 +19,7 @@ class Stop:
 @dataclass(frozen=True)
 class Section:
     title: str
-    view: str  # a name of normviz.views: the page and its PRESETS
+    view: str  # a name of normviz.views: the page, and the lesson module with its PRESETS
     minutes: int
     teaches: str  # what the view teaches, two or three lines
     stops: tuple[Stop, ...]

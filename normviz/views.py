@@ -37,7 +37,7 @@ class View:
     name: str
     title: str
     icon: str  # a Material Symbols name
-    experiment: str  # normviz.experiments.<experiment> holds the view's Spec class and PRESETS
+    experiment: str  # normviz.experiments.<experiment> holds the view's Spec class
     spec_name: str  # the Spec class of the whole page (all its settings)
     shown: tuple[str, ...] = ()  # URL parameters of its main-area controls: what the charts show, not what trains
     fields: tuple[str, ...] = ()  # its sidebar's settings in order; () for a ViewsSpec's own, or every setting
@@ -70,14 +70,19 @@ class View:
     def panels(self, part: Part, result, final: bool, font: int, **shown) -> list:
         """What the view draws from one part's result (normviz.panels), by its lesson module; `shown`: the
         values of its main-area controls (the lesson's defaults where not given)."""
-        return importlib.import_module(f"normviz.lessons.{self.name}").panels(part, result, final, font, **shown)
+        return self._lesson().panels(part, result, final, font, **shown)
 
     @property
     def presets(self) -> dict[str, Preset]:
-        return self._module().PRESETS
+        """Its presets by name (the settings each changes, what to notice), from its lesson module."""
+        return self._lesson().PRESETS
 
     def _module(self):
         return importlib.import_module(f"normviz.experiments.{self.experiment}")
+
+    def _lesson(self):
+        """normviz.lessons.<name>: what the view says and draws, and its presets."""
+        return importlib.import_module(f"normviz.lessons.{self.name}")
 
 
 # sidebars in order (the lesson's knobs first; ui.spec_controls puts the data, seed and recording settings

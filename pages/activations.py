@@ -1,7 +1,6 @@
 import streamlit as st
 
 from normviz import ui
-from normviz.experiments.activations import pytorch_snippet
 from normviz.figures.activations import QUANTITY_TITLES
 from normviz.lessons import activations as lesson
 
@@ -19,7 +18,7 @@ quantity = ui.show_control(
     format_func=lambda q: QUANTITY_TITLES[q].split(" (")[0],
 )
 ui.show_view("activations", spec, quantity=quantity)
-ui.reproduce(pytorch_snippet(spec))
+ui.reproduce(lesson.pytorch_snippet(spec))
 with st.expander("What to notice"):
     st.markdown(lesson.WHAT_TO_NOTICE)
 with st.expander("Formulas (BatchNorm, training mode)"):

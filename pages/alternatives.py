@@ -28,4 +28,4 @@ if view in lesson.NOTICE:
 with st.expander("Formulas"):
     for formula in lesson.FORMULAS[view]:
         st.latex(formula)
-ui.reproduce(alt.pytorch_snippet(spec))
+ui.reproduce(lesson.pytorch_snippet(spec))

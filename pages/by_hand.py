@@ -66,4 +66,4 @@ if result.torch64 is not None:
     st.caption(lesson.GRADIENT_DIFF)
 with st.expander("Edge cases to try (presets in the sidebar)"):
     st.markdown(lesson.EDGE_CASES)
-ui.reproduce(bh.pytorch_snippet(spec))
+ui.reproduce(lesson.pytorch_snippet(spec))

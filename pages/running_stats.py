@@ -56,7 +56,7 @@ population = ui.show_control(
 )
 ui.show_view("running_stats", spec, momenta_shown=momenta_shown, layer=layer, channel=channel, population=population)
 st.subheader(f"Momentum conventions ({rs.CONVENTIONS[spec.convention]} entered)")
-st.table(pd.DataFrame(rs.translation_rows(spec)))
+st.table(pd.DataFrame(lesson.translation_rows(spec)))
 with st.expander("Why PyTorch's running_var uses n/(n-1)"):
     st.markdown(lesson.WHY_UNBIASED)
 with st.expander("Formulas"):
@@ -64,4 +64,4 @@ with st.expander("Formulas"):
         st.latex(formula)
 with st.expander("What to notice"):
     st.markdown(lesson.WHAT_TO_NOTICE)
-ui.reproduce(rs.pytorch_snippet(spec))
+ui.reproduce(lesson.pytorch_snippet(spec))

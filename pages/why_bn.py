@@ -1,7 +1,6 @@
 import streamlit as st
 
 from normviz import ui
-from normviz.experiments import why_bn as why
 from normviz.figures import why_bn as figs
 from normviz.lessons import why_bn as lesson
 
@@ -28,4 +27,4 @@ ui.show_view("why_bn", spec, **shown)
 with st.expander("Formulas"):
     for formula in lesson.FORMULAS[view]:
         st.latex(formula)
-ui.reproduce(why.pytorch_snippet(spec))
+ui.reproduce(lesson.pytorch_snippet(spec))

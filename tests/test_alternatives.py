@@ -15,7 +15,6 @@ from normviz.config import SpecError
 from normviz.experiments import alternatives as alt
 from normviz.experiments.alternatives import (
     AXES_KINDS,
-    PRESETS,
     VIEW_SPECS,
     AlternativesSpec,
     AxesSpec,
@@ -23,6 +22,8 @@ from normviz.experiments.alternatives import (
     set_stats,
     stat_sets,
 )
+from normviz.lessons import alternatives as lesson
+from normviz.lessons.alternatives import PRESETS
 from normviz.runs import final
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,12 +132,12 @@ def test_every_preset_is_a_valid_spec_with_a_view():
 
 def test_snippet_follows_the_view():
     spec = AlternativesSpec(groups=2)
-    assert "N, C, H, W, G = 4, 8, 2, 2, 2" in alt.pytorch_snippet(spec)
-    assert "gather each worker's mean and biased var" in alt.pytorch_snippet(spec.replace(view="sync-bn"))
+    assert "N, C, H, W, G = 4, 8, 2, 2, 2" in lesson.pytorch_snippet(spec)
+    assert "gather each worker's mean and biased var" in lesson.pytorch_snippet(spec.replace(view="sync-bn"))
 
 
 def test_axes_snippet_runs_and_agrees_with_torch(capsys):
-    exec(compile(alt.pytorch_snippet(AlternativesSpec()), "snippet", "exec"), {})
+    exec(compile(lesson.pytorch_snippet(AlternativesSpec()), "snippet", "exec"), {})
     out = capsys.readouterr().out
     assert "GroupNorm by hand == F.group_norm: True" in out and "G=1 is LayerNorm: True" in out
     assert "G=C is InstanceNorm: True" in out

@@ -17,8 +17,9 @@ from normviz.experiments.batch_size import (
     make_stack,
     run,
 )
-from normviz.experiments.inference import PRESETS, TrainVsInferenceSpec
+from normviz.experiments.inference import TrainVsInferenceSpec
 from normviz.layers import BatchRenorm
+from normviz.lessons.train_vs_inference import PRESETS
 from normviz.models import MLP
 from normviz.runs import final
 from normviz.train import StackedTrainer

@@ -158,7 +158,7 @@ def test_huge_eps_shrinks_x_hat():
 
 
 def test_presets_show_what_they_say():
-    results = {name: final(bh.run(p.spec(bh.ByHandSpec))) for name, p in bh.PRESETS.items()}
+    results = {name: final(bh.run(p.spec(bh.ByHandSpec))) for name, p in lesson.PRESETS.items()}
     const = results["a constant feature"]
     assert np.all(const.hand["x_hat"][:, 2] == 0)
     dy = const.inputs["dy"][:, 2]
@@ -268,8 +268,8 @@ def test_page_edits():
 
 @pytest.mark.parametrize("preset", [None, "B = 1: torch refuses", "Keras defaults (momentum 0.99, biased var)"])
 def test_snippet_runs_and_agrees(preset):
-    spec = bh.PRESETS[preset].spec(bh.ByHandSpec) if preset else bh.ByHandSpec()
-    code = bh.pytorch_snippet(spec)
+    spec = lesson.PRESETS[preset].spec(bh.ByHandSpec) if preset else bh.ByHandSpec()
+    code = lesson.pytorch_snippet(spec)
     assert len(code.splitlines()) < 40
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

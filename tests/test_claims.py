@@ -1,13 +1,12 @@
 """Every number a teaching text states is a setting of its preset, or a claim that a named test asserts.
 
-Teaching texts: every preset's notice (of every module with PRESETS), every tour section and stop, the
-static texts of the experiment modules (TEXT_NAMES), and every text constant of normviz/lessons. A number passes
-when it is
+Teaching texts, all in normviz/lessons (one module per view): every preset's notice, every tour section and stop,
+and every text constant. A number passes when it is
 - 0 or 1 in prose, or 0, 1 or 2 in a formula: the normalised mean and variance, ±1, a count of one, a square;
 - a value of the preset's settings (for a notice or a tour stop), e.g. "batch size 64" in a preset with batch 64;
 - listed in CLAIMS under its text, with the test that asserts it (a run of the preset, arithmetic or the code).
-Texts built from a run's result (figures' notice_* functions, explain(), long_note()) format their numbers from
-the result; their own tests check them. A new hand-typed number fails test_every_number_is_a_setting_or_a_claim
+Texts built from a run's result (the lessons' notice functions, explain(), long_note()) format their numbers
+from the result; their own tests check them. A new hand-typed number fails test_every_number_is_a_setting_or_a_claim
 until it is formatted from the run or a test asserts it and names it here.
 """
 
@@ -28,20 +27,20 @@ from normviz import views
 from normviz.tour import TOUR
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT_NAMES = ("NOTICE", "CAPTIONS", "WHAT_TO_NOTICE", "WHY_UNBIASED", "RENORM_VS_PAPER", "FORMULAS")
+TEXT_NAMES = ("NOTICE", "CAPTIONS", "WHAT_TO_NOTICE", "WHY_UNBIASED", "RENORM_VS_PAPER", "FORMULAS")  # none outside
 NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-−]?\d+)?%?")
 FREE = {"prose": {"0", "1"}, "formula": {"0", "1", "2"}}
 
-# (module, text) -> {number as written: the test that asserts it}. The text is a preset's name, "tour:<preset>",
-# "tour-section:<title>", or a TEXT_NAMES constant ("NOTICE:sync-bn" for a key of a dict of texts).
+# (lesson module, text) -> {number as written: the test that asserts it}. The text is a preset's name,
+# "tour:<preset>", "tour-section:<title>", or a text constant ("NOTICE:sync-bn" for a key of a dict of texts).
 CLAIMS: dict[tuple[str, str], dict[str, str]] = {
-    ("activations", "tiny init, no BN: activations collapse"): {
+    ("lessons.activations", "tiny init, no BN: activations collapse"): {
         "14": "test_claims.py::test_activations_tiny_init_numbers",
         "100": "test_claims.py::test_activations_tiny_init_numbers",
         "3": "test_claims.py::test_activations_tiny_init_numbers",
         "10%": "test_claims.py::test_activations_tiny_init_numbers",
     },
-    ("activations", "sigmoid, std=1: saturation"): {
+    ("lessons.activations", "sigmoid, std=1: saturation"): {
         "6": "test_claims.py::test_activations_sigmoid_numbers",
         "7": "test_claims.py::test_activations_sigmoid_numbers",
         "60%": "test_claims.py::test_activations_sigmoid_numbers",
@@ -50,28 +49,30 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
     },
     ("lessons.by_hand", "EDGE_CASES"): {"2": "test_by_hand.py::test_b2_gives_plus_minus_one"},
     ("lessons.activations", "WHAT_TO_NOTICE"): {"0.01": "test_claims.py::test_activations_tiny_init_numbers"},
-    ("activations", "He init + ReLU"): {"2": "test_claims.py::test_he_init_std_is_root_2_over_fan_in"},
-    ("init_sweep", "the DLfS 16-scale grid"): {
+    ("lessons.activations", "He init + ReLU"): {"2": "test_claims.py::test_he_init_std_is_root_2_over_fan_in"},
+    ("lessons.init_sweep", "the DLfS 16-scale grid"): {
         n: "test_init_sweep.py::test_the_grid_presets_notice"
         for n in ("0.3", "1e-3", "0.29", "0.16", "12%", "5e-8", "1e-4", "1e-6")
     },
-    ("running_stats", "Are PyTorch 0.1 and Keras 0.99 the same thing?"): {
+    ("lessons.running_stats", "Are PyTorch 0.1 and Keras 0.99 the same thing?"): {
         "0.01": "test_claims.py::test_keras_momentum_arithmetic",
         "100": "test_running_stats.py::test_keras_run_equals_the_pytorch_run_of_the_translated_momenta",
     },
-    ("why_bn", "BN widens the usable learning rates"): {"90%": "test_claims.py::test_lr_range_threshold_is_the_codes"},
-    ("running_stats", "frozen network: only noise"): {
+    ("lessons.why_bn", "BN widens the usable learning rates"): {
+        "90%": "test_claims.py::test_lr_range_threshold_is_the_codes"
+    },
+    ("lessons.running_stats", "frozen network: only noise"): {
         "2": "test_claims.py::test_ema_noise_floor_is_root_m_over_2",
     },
-    ("running_stats", "tiny momentum lags"): {
+    ("lessons.running_stats", "tiny momentum lags"): {
         "1,000": "test_claims.py::test_keras_momentum_arithmetic",
         "7": "test_running_stats.py::test_training_network_shows_the_lag_of_a_tiny_momentum",
         "12": "test_running_stats.py::test_training_network_shows_the_lag_of_a_tiny_momentum",
     },
-    ("running_stats", "running var starts at 1"): {
+    ("lessons.running_stats", "running var starts at 1"): {
         "67%": "test_claims.py::test_start_value_left_after_400_steps",
     },
-    ("running_stats", "PreciseBN fixes it"): {
+    ("lessons.running_stats", "PreciseBN fixes it"): {
         "5": "test_running_stats.py::test_precise_bn_recalibration_fixes_eval_accuracy",
     },
     ("lessons.running_stats", "WHY_UNBIASED"): {
@@ -81,42 +82,34 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
         "50%": "test_claims.py::test_bessel_arithmetic",
         "2": "test_claims.py::test_bessel_arithmetic",
     },
-    ("by_hand", "a constant feature"): {
+    ("lessons.by_hand", "a constant feature"): {
         "3": "test_by_hand.py::test_presets_show_what_they_say",
         "316": "test_by_hand.py::test_presets_show_what_they_say",
         "6": "test_claims.py::test_by_hand_step_numbers",
     },
-    ("by_hand", "huge ε"): {
+    ("lessons.by_hand", "huge ε"): {
         "10": "test_by_hand.py::test_presets_show_what_they_say",
         "2": "test_claims.py::test_by_hand_step_numbers",
     },
-    ("by_hand", "Keras defaults (momentum 0.99, biased var)"): {
+    ("lessons.by_hand", "Keras defaults (momentum 0.99, biased var)"): {
         "0.01": "test_claims.py::test_keras_momentum_arithmetic",
         "1%": "test_claims.py::test_keras_momentum_arithmetic",
         "1e-3": "test_by_hand.py::test_presets_show_what_they_say",
     },
-    ("inference", "batch size 1 in train mode"): {
+    ("lessons.train_vs_inference", "batch size 1 in train mode"): {
         n: "test_claims.py::test_cnn_bn_positions_per_channel" for n in ("8", "64", "4", "16", "2")
     },
-    ("inference", "forgot model.eval()"): {
+    ("lessons.train_vs_inference", "forgot model.eval()"): {
         "20%": "test_inference.py::test_forgot_eval_numbers_of_the_preset_tour_and_notice",
         "10%": "test_claims.py::test_chance_is_one_in_ten_classes",
     },
-    ("inference", "small batches: BN vs GroupNorm"): {},
-    ("norm_zoo", "Batch of 2: BatchNorm breaks, LayerNorm and GroupNorm do not"): {
+    ("lessons.train_vs_inference", "small batches: BN vs GroupNorm"): {},
+    ("lessons.alternatives", "One sample per worker"): {},
+    ("lessons.alternatives", "Batch of 2: BatchNorm breaks, LayerNorm and GroupNorm do not"): {
         "64": "test_claims.py::test_cnn_bn_positions_per_channel",
         "16": "test_claims.py::test_cnn_bn_positions_per_channel",
     },
-    ("sync_bn", "One sample per worker"): {},
-    ("rnn_norms", "RNN: per-step BatchNorm vs LayerNorm"): {
-        "7": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
-        "8": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
-    },
-    ("alternatives", "Batch of 2: BatchNorm breaks, LayerNorm and GroupNorm do not"): {
-        "64": "test_claims.py::test_cnn_bn_positions_per_channel",
-        "16": "test_claims.py::test_cnn_bn_positions_per_channel",
-    },
-    ("alternatives", "RNN: per-step BatchNorm vs LayerNorm"): {
+    ("lessons.alternatives", "RNN: per-step BatchNorm vs LayerNorm"): {
         "7": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
         "8": "test_claims.py::test_rnn_steps_and_the_reuse_claim",
     },
@@ -141,29 +134,35 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
         "2017": "test_claims.py::test_citations_name_their_papers",
         "1702.03275": "test_claims.py::test_citations_name_their_papers",
     },
-    ("norm_zoo", "RENORM_VS_PAPER"): {
+    ("lessons.alternatives", "RENORM_VS_PAPER"): {
         n: "test_claims.py::test_citations_name_their_papers" for n in ("2017", "1702.03275")
     },
-    ("init_sweep", "tour-section:BN makes the init scale matter less"): {
+    ("lessons.alternatives", "GITMAN_2017"): {
+        n: "test_claims.py::test_citations_name_their_papers" for n in ("2017", "1709.08145")
+    },
+    ("lessons.alternatives", "JUNG_2018"): {
+        n: "test_claims.py::test_citations_name_their_papers" for n in ("2018", "1807.01702")
+    },
+    ("lessons.init_sweep", "tour-section:BN makes the init scale matter less"): {
         "6": "test_claims.py::test_tour_section_numbers",
         "16": "test_claims.py::test_tour_section_numbers",
         "32": "test_claims.py::test_tour_section_numbers",
     },
-    ("activations", "tour-section:Why normalise: activations layer by layer"): {
+    ("lessons.activations", "tour-section:Why normalise: activations layer by layer"): {
         "5": "test_claims.py::test_tour_section_numbers",
     },
-    ("activations", "tour:tiny init, no BN: activations collapse"): {
+    ("lessons.activations", "tour:tiny init, no BN: activations collapse"): {
         "5": "test_claims.py::test_tour_section_numbers",
         "10%": "test_claims.py::test_activations_tiny_init_numbers",
     },
-    ("running_stats", "tour:Are PyTorch 0.1 and Keras 0.99 the same thing?"): {
+    ("lessons.running_stats", "tour:Are PyTorch 0.1 and Keras 0.99 the same thing?"): {
         "0.01": "test_claims.py::test_keras_momentum_arithmetic",
     },
-    ("inference", "tour:forgot model.eval()"): {
+    ("lessons.train_vs_inference", "tour:forgot model.eval()"): {
         "20%": "test_inference.py::test_forgot_eval_numbers_of_the_preset_tour_and_notice",
         "10%": "test_claims.py::test_chance_is_one_in_ten_classes",
     },
-    ("inference", "tour:small batches: BN vs GroupNorm"): {},
+    ("lessons.train_vs_inference", "tour:small batches: BN vs GroupNorm"): {},
 }
 
 
@@ -171,18 +170,14 @@ CLAIMS: dict[tuple[str, str], dict[str, str]] = {
 
 
 def _modules() -> dict[str, object]:
-    names = [m.name for m in pkgutil.iter_modules(normviz.experiments.__path__)]
-    lessons = [f"lessons.{m.name}" for m in pkgutil.iter_modules(normviz.lessons.__path__)]
-    return {n: importlib.import_module(f"normviz.experiments.{n}") for n in sorted(names)} | {
-        n: importlib.import_module(f"normviz.{n}") for n in sorted(lessons)
-    }
+    """normviz.lessons' modules by name ("lessons.<view>")."""
+    names = [f"lessons.{m.name}" for m in pkgutil.iter_modules(normviz.lessons.__path__)]
+    return {n: importlib.import_module(f"normviz.{n}") for n in sorted(names)}
 
 
-def _text_names(name: str, module) -> list[str]:
-    """An experiment module's teaching texts are its TEXT_NAMES; a lessons module's, every text constant."""
-    if not name.startswith("lessons."):
-        return list(TEXT_NAMES)
-    return [n for n, v in vars(module).items() if n.isupper() and _is_text(v)]
+def _text_names(module) -> list[str]:
+    """A lesson's text constants: its upper-case strings, lists and dicts of them (PRESETS are walked apart)."""
+    return [n for n, v in vars(module).items() if n.isupper() and n != "PRESETS" and _is_text(v)]
 
 
 def _is_text(value) -> bool:
@@ -192,10 +187,9 @@ def _is_text(value) -> bool:
     return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
-def _settings(module, changes: dict) -> set[float]:
-    """The numeric values of a preset's spec (its changes on top of the page spec's defaults)."""
-    spec_cls = _page_spec(module)
-    values = dict(spec_cls().to_dict() if spec_cls else {}) | changes
+def _settings(name: str, changes: dict) -> set[float]:
+    """The numeric values of a preset's spec (its changes on top of the view's page spec's defaults)."""
+    values = dict(views.view(name.removeprefix("lessons.")).spec_cls().to_dict()) | changes
     out = set()
     for v in values.values():
         for x in v if isinstance(v, (list, tuple)) else [v]:
@@ -204,42 +198,25 @@ def _settings(module, changes: dict) -> set[float]:
     return out
 
 
-def _page_spec(module):
-    """The spec class a module's presets apply to: the widest one its PRESETS fit."""
-    presets = getattr(module, "PRESETS", {})
-    candidates = [v for v in vars(module).values() if isinstance(v, type) and hasattr(v, "field_info")]
-    for cls in sorted(candidates, key=lambda c: -len(c.field_info())):
-        try:
-            for p in presets.values():
-                p.spec(cls)
-            return cls
-        except Exception:  # noqa: BLE001 - a spec class these presets do not fit
-            continue
-    return None
-
-
 def texts() -> list[tuple[str, str, str, str, set[float]]]:
     """(module, key, kind, text, settings) for every teaching text."""
     out, modules = [], _modules()
     for name, module in modules.items():
         for preset, p in getattr(module, "PRESETS", {}).items():
-            out.append((name, preset, "prose", p.notice, _settings(module, p.changes)))
-        for const in _text_names(name, module):
-            value = getattr(module, const, None)
-            if value is None:
-                continue
+            out.append((name, preset, "prose", p.notice, _settings(name, p.changes)))
+        for const in _text_names(module):
+            value = getattr(module, const)
             kind = "formula" if const == "FORMULAS" else "prose"
             items = value.items() if isinstance(value, dict) else [(None, value)]
             for key, text in items:
                 text = " ".join(text) if isinstance(text, list) else text
                 out.append((name, const if key is None else f"{const}:{key}", kind, text, set()))
     for section in TOUR:
-        name = views.view(section.view).experiment
-        module = modules[name]
+        name = f"lessons.{section.view}"
         out.append((name, f"tour-section:{section.title}", "prose", section.teaches, set()))
         for stop in section.stops:
-            changes = module.PRESETS[stop.preset].changes
-            out.append((name, f"tour:{stop.preset}", "prose", stop.ask, _settings(module, changes)))
+            changes = modules[name].PRESETS[stop.preset].changes
+            out.append((name, f"tour:{stop.preset}", "prose", stop.ask, _settings(name, changes)))
     return out
 
 
@@ -268,13 +245,18 @@ TEXTS = texts()
 def test_the_walk_finds_every_preset_and_tour_stop():
     keys = {(m, k) for m, k, *_ in TEXTS}
     for section in TOUR:
-        assert (views.view(section.view).experiment, f"tour:{section.stops[0].preset}") in keys
-    modules = _modules()
-    presets = sum(len(getattr(m, "PRESETS", {})) for m in modules.values())
-    preset_keys = [k for m, k in keys if not m.startswith("lessons.") and not k.startswith(("tour", *TEXT_NAMES))]
-    assert presets >= 20 and len(preset_keys) == presets
+        assert (f"lessons.{section.view}", f"tour:{section.stops[0].preset}") in keys
+    presets = {(f"lessons.{v.name}", name) for v in views.VIEWS for name in v.presets}
+    assert len(presets) >= 20 and presets <= keys
     lesson = "lessons.train_vs_inference"
     assert (lesson, "CAPTIONS:tvi-modes") in keys and (lesson, "INTRO") in keys
+
+
+def test_the_experiments_hold_no_teaching_texts():
+    """Presets, snippets and prose live in normviz/lessons; an experiment module has its Spec, Result and run."""
+    for info in pkgutil.iter_modules(normviz.experiments.__path__):
+        module = importlib.import_module(f"normviz.experiments.{info.name}")
+        assert not {"PRESETS", "pytorch_snippet", *TEXT_NAMES} & set(vars(module)), info.name
 
 
 def test_every_number_is_a_setting_or_a_claim():
@@ -302,9 +284,9 @@ def test_every_claim_names_a_test_that_exists_and_a_number_the_text_states():
 
 
 def test_the_check_catches_a_hand_typed_number():
-    assert unexplained("running_stats", "frozen network: only noise", "prose", "about 37% of the time", set()) == [
-        "37%"
-    ]
+    assert unexplained(
+        "lessons.running_stats", "frozen network: only noise", "prose", "about 37% of the time", set()
+    ) == ["37%"]
     assert unexplained("x", "y", "prose", "batch 64 and lr 0.05", {64.0, 0.05}) == []
     assert unexplained("x", "y", "formula", r"\tfrac{1}{2}\sigma^2 + 0.9", set()) == ["0.9"]
 
@@ -314,7 +296,8 @@ def test_the_check_catches_a_hand_typed_number():
 
 def test_activations_tiny_init_numbers():
     """'shrinks ... about 14-fold (0.01·√100·√½)', 'by layer 3 ... a spike at 0', 'chance (about 10%)'."""
-    from normviz.experiments.activations import PRESETS, ActivationsSpec, run
+    from normviz.experiments.activations import ActivationsSpec, run
+    from normviz.lessons.activations import PRESETS
     from normviz.runs import final
 
     spec = PRESETS["tiny init, no BN: activations collapse"].spec(ActivationsSpec)
@@ -330,7 +313,8 @@ def test_activations_tiny_init_numbers():
 
 def test_activations_sigmoid_numbers():
     """'inputs of std 6-7', 'about 60% ... below 0.03 or above 0.97', 'almost nothing saturates', 'learns faster'."""
-    from normviz.experiments.activations import PRESETS, ActivationsSpec, pytorch_snippet, run
+    from normviz.experiments.activations import ActivationsSpec, run
+    from normviz.lessons.activations import PRESETS, pytorch_snippet
     from normviz.runs import final
 
     spec = PRESETS["sigmoid, std=1: saturation"].spec(ActivationsSpec)
@@ -362,10 +346,11 @@ def test_keras_momentum_arithmetic():
 
 def test_lr_range_threshold_is_the_codes():
     """The notice's dotted line is the threshold the experiment counts a rate as "trains" by."""
-    from normviz.experiments import why_bn, why_lr_range
+    from normviz.experiments import why_lr_range
+    from normviz.lessons.why_bn import PRESETS
 
     assert f"{why_lr_range.TRAINS_AT:.0%}" == "90%"
-    assert "90%" in why_bn.PRESETS["BN widens the usable learning rates"].notice
+    assert "90%" in PRESETS["BN widens the usable learning rates"].notice
 
 
 def test_ema_noise_floor_is_root_m_over_2():
@@ -382,7 +367,8 @@ def test_ema_noise_floor_is_root_m_over_2():
 
 
 def test_start_value_left_after_400_steps():
-    from normviz.experiments.running_stats import PRESETS, RunningStatsSpec, start_value_left
+    from normviz.experiments.running_stats import RunningStatsSpec, start_value_left
+    from normviz.lessons.running_stats import PRESETS
 
     spec = PRESETS["running var starts at 1"].spec(RunningStatsSpec)
     assert spec.steps == 400 and spec.pytorch_momenta[0] == 0.001
@@ -452,12 +438,14 @@ def test_cnn_bn_positions_per_channel():
 def test_rnn_steps_and_the_reuse_claim():
     """8 training steps (0-7), test sequences of 8/16/24, and the preset's 'reusing step 7's costs little'."""
     from normviz.experiments import rnn_norms
+    from normviz.experiments.alternatives import AlternativesSpec
+    from normviz.lessons.alternatives import PRESETS, long_note
     from normviz.runs import final
 
     assert rnn_norms.TRAIN_STEPS == 8 and rnn_norms.REPEATS == (1, 2, 3)
-    spec = rnn_norms.PRESETS["RNN: per-step BatchNorm vs LayerNorm"].spec(rnn_norms.RNNSpec)
+    spec = PRESETS["RNN: per-step BatchNorm vs LayerNorm"].spec(AlternativesSpec).sub()
     r = final(rnn_norms.run(spec))
-    assert "costs little" in r.long_note()
+    assert "costs little" in long_note(r)
     assert len(r.bn_mean) == 8 and "Expected" not in r.refusal and r.refusal  # refuses step 8 on its own terms
 
 
@@ -477,9 +465,11 @@ def test_cost_rounds():
 
 
 def test_citations_name_their_papers():
-    from normviz.experiments.norm_zoo import RENORM_VS_PAPER
+    from normviz.lessons.alternatives import GITMAN_2017, JUNG_2018, RENORM_VS_PAPER
 
     assert "Ioffe (2017, arXiv 1702.03275)" in RENORM_VS_PAPER
+    assert GITMAN_2017 == "Gitman & Ginsburg (2017, arXiv 1709.08145)"
+    assert JUNG_2018 == "Jung et al. (2018, arXiv 1807.01702)"
 
 
 def test_tour_section_numbers():

@@ -8,6 +8,7 @@ from malformed_queries import names_key
 from streamlit.testing.v1 import AppTest
 
 from normviz.experiments import activations as act
+from normviz.lessons.activations import PRESETS
 from normviz.runs import STORE, final
 from normviz.tour import TOUR
 
@@ -33,19 +34,19 @@ def _open(at, preset):
 def test_a_preset_link_applies_its_preset_on_every_visit():
     names = ["He init + ReLU", "sigmoid, std=1: saturation"]
     for name in names:  # cached results: the page draws at once
-        spec = act.PRESETS[name].spec(act.ActivationsSpec)
+        spec = PRESETS[name].spec(act.ActivationsSpec)
         STORE.put(spec.key(), final(act.run(spec)))
     at = AppTest.from_file(APP, default_timeout=120).run()
     for name in names:  # the second link must win although the page has run before in this session
         _open(at, name)
         assert not at.exception
         assert at.session_state["activations.preset"] == name
-        spec = act.PRESETS[name].spec(act.ActivationsSpec)
+        spec = PRESETS[name].spec(act.ActivationsSpec)
         assert (at.session_state["activations.activation"], at.session_state["activations.init"]) == (
             spec.activation,
             spec.init,
         )
-        assert any(act.PRESETS[name].notice[:40] in box.value for box in at.info)
+        assert any(PRESETS[name].notice[:40] in box.value for box in at.info)
         assert "preset" not in at.query_params  # applied once; the URL now carries the settings
 
 

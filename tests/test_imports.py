@@ -1,4 +1,5 @@
-"""The house's layering: no import cycle in normviz/, and the experiments never import their front ends.
+"""The house's layering: no import cycle in normviz/, and the experiments never import their front ends (nor the
+lessons, which say what the pages say around them).
 
 The graph is built from the source with `ast` (function-level imports included), so a lazy import cannot hide
 a cycle."""
@@ -7,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "normviz"
-FRONT_ENDS = ("normviz.cli", "normviz.report", "normviz.figures", "normviz.ui")
+FRONT_ENDS = ("normviz.cli", "normviz.report", "normviz.figures", "normviz.ui", "normviz.lessons")
 
 
 def _module_name(path: Path) -> str:

@@ -11,7 +11,6 @@ from torch import nn
 from normviz.cli import main
 from normviz.data import load_checked
 from normviz.experiments.inference import (
-    PRESETS,
     SIZES,
     InferenceSpec,
     TrainVsInferenceSpec,
@@ -20,6 +19,7 @@ from normviz.experiments.inference import (
     run,
     torch_bn1d_error,
 )
+from normviz.lessons.train_vs_inference import PRESETS
 from normviz.models import MLP
 from normviz.runs import final
 
@@ -134,7 +134,7 @@ def test_preset_forgot_eval_hides_in_batches_of_64(result):
 
 def test_forgot_eval_numbers_of_the_preset_tour_and_notice(result):
     """'about 20% (chance: 10%)' in the preset and the tour; the notice names test-time adaptation."""
-    from normviz.figures.train_vs_inference import notice_story
+    from normviz.lessons.train_vs_inference import notice_story
 
     s = result.story
     assert 0.15 < s.forgot_correct.mean() < 0.25
@@ -198,7 +198,7 @@ def test_cli_bad_flags_exit_2_with_one_line(argv, capsys):
 
 
 def test_the_notice_quotes_the_measured_accuracies(result):
-    from normviz.figures.train_vs_inference import notice_train_vs_eval
+    from normviz.lessons.train_vs_inference import notice_train_vs_eval
 
     text = notice_train_vs_eval(result, 4)
     mlp = result.mlp

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from normviz.experiments import norm_cost, norm_zoo
-from normviz.experiments.norm_cost import CostSpec, configurations, count_ops, explain, with_torch_norms
+from normviz.experiments.alternatives import AlternativesSpec
+from normviz.experiments.norm_cost import CostSpec, configurations, count_ops, with_torch_norms
 from normviz.experiments.norm_zoo import (
     CNN_NORMS,
     MLP_NORMS,
@@ -19,6 +20,7 @@ from normviz.experiments.norm_zoo import (
     eval_accuracy,
 )
 from normviz.layers import NORM_LABELS, BatchNorm, BatchRenorm, GroupNorm, WSConv2d
+from normviz.lessons import alternatives as lesson
 from normviz.runs import final
 from normviz.stacked import stacked_cross_entropy
 
@@ -115,7 +117,7 @@ def test_cost_share_is_the_ablation_formula():
     np.testing.assert_allclose(r.share()[k], 1 - r.ms[0] / r.ms[k])
     rows = r.table()
     assert len(rows) == len(r.configs) - 1 and rows[0]["tensor ops per step"] > 0
-    text = explain(r)
+    text = lesson.explain(r)
     assert f"{r.share()[k, 1]:.0%}" in text and "seed material" not in text
     assert (
         "arXiv 1709.08145" in text
@@ -131,26 +133,26 @@ def test_batch_norm_over_two_samples_outputs_plus_or_minus_one():
 
 
 def test_preset_batch_of_two_breaks_batchnorm_but_not_layer_or_group_norm():
-    preset = norm_zoo.PRESETS["Batch of 2: BatchNorm breaks, LayerNorm and GroupNorm do not"]
-    r = final(norm_zoo.run(preset.spec(ZooSpec).replace(steps=300)))  # the preset trains 600 steps
+    preset = lesson.PRESETS["Batch of 2: BatchNorm breaks, LayerNorm and GroupNorm do not"]
+    r = final(norm_zoo.run(preset.spec(AlternativesSpec).sub().replace(steps=300)))  # the preset trains 600 steps
     acc = dict(zip(r.norms, r.test_acc[-1, :, 0]))
     assert acc["batch"] < 0.5 and acc["renorm"] < 0.6, acc
     assert acc["layer"] > 0.75 and acc["group"] > 0.75, acc
 
 
 @pytest.mark.parametrize(
-    "module, spec",
+    "spec",
     [
-        (norm_zoo, ZooSpec(steps=20)),
-        (norm_zoo, ZooSpec(model="mlp", steps=20, batch_size=4)),
-        (norm_cost, CostSpec(cost_batch_sizes=(8,))),
-        (norm_cost, CostSpec(model="mlp")),
+        ZooSpec(steps=20),
+        ZooSpec(model="mlp", steps=20, batch_size=4),
+        CostSpec(cost_batch_sizes=(8,)),
+        CostSpec(model="mlp"),
     ],
 )
-def test_snippets_run(module, spec, capsys):
-    exec(compile(module.pytorch_snippet(spec), "snippet", "exec"), {})
+def test_snippets_run(spec, capsys):
+    exec(compile(lesson.pytorch_snippet(spec), "snippet", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()
-    if module is norm_zoo:
+    if isinstance(spec, ZooSpec):
         assert len(lines) == (4 if spec.model == "cnn" else 3) and all("test accuracy" in line for line in lines)
     else:
         assert len(lines) == 3 and all("share in the norm layers" in line for line in lines)

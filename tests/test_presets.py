@@ -14,11 +14,12 @@ torch.set_num_threads(1)
 
 # --- Activations ---------------------------------------------------------------------------------------------
 from normviz.experiments import activations as act  # noqa: E402
+from normviz.lessons.activations import PRESETS as ACT_PRESETS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def act_results():
-    return {name: final(act.run(p.spec(act.ActivationsSpec))) for name, p in act.PRESETS.items()}
+    return {name: final(act.run(p.spec(act.ActivationsSpec))) for name, p in ACT_PRESETS.items()}
 
 
 def _final_test_acc(result):
@@ -54,10 +55,11 @@ def test_he_init_keeps_scale_and_both_train(act_results):
 
 # --- Init-scale sweep ----------------------------------------------------------------------------------------
 from normviz.experiments import init_sweep  # noqa: E402
+from normviz.lessons.init_sweep import PRESETS as SWEEP_PRESETS  # noqa: E402
 
 
 def test_dlfs_grid_bn_trains_at_most_scales():
-    r = final(init_sweep.run(init_sweep.PRESETS["the DLfS 16-scale grid"].spec(init_sweep.InitSweepSpec)))
+    r = final(init_sweep.run(SWEEP_PRESETS["the DLfS 16-scale grid"].spec(init_sweep.InitSweepSpec)))
     bn, plain = r.bn_acc[:, -1], r.plain_acc[:, -1]  # final train accuracy per scale, largest first
     assert (bn > 0.9).sum() >= 8 and (np.nan_to_num(plain) > 0.9).sum() <= 3
     assert r.diverged_at[len(r.scales)] is not None  # no BN at std 1 diverges

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from normviz import cli, report, views
-from normviz.experiments import activations
+from normviz.lessons import activations
 from normviz.tour import TOUR
 
 torch.set_num_threads(1)

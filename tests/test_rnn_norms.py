@@ -67,7 +67,7 @@ def test_layer_norm_rnn_has_one_norm_for_any_length():
 
 
 def test_snippet_runs(capsys):
-    from normviz.experiments.rnn_norms import pytorch_snippet
+    from normviz.lessons.alternatives import pytorch_snippet
 
     exec(compile(pytorch_snippet(RNNSpec(steps=20)), "snippet", "exec"), {})
     out = capsys.readouterr().out
@@ -75,6 +75,8 @@ def test_snippet_runs(capsys):
 
 
 def test_long_note_reports_this_runs_numbers(result):
-    note = result.long_note()
+    from normviz.lessons.alternatives import long_note
+
+    note = long_note(result)
     gap = np.abs(result.seen_std / result.used_std - 1)
     assert f"{result.long_acc['layer'][1]:.0%}" in note and f"by {gap[TRAIN_STEPS:].mean():.0%} beyond" in note

@@ -2,7 +2,6 @@
 source scan for dangerous sinks (pickle, eval/exec, torch.load without weights_only, unsafe HTML)."""
 
 import ast
-import importlib
 import json
 import math
 from pathlib import Path
@@ -221,26 +220,22 @@ spec = ui.spec_controls(PairSpec, "pair", presets={"narrow": Preset({"lo": 0, "h
 
 
 def _preset_conflicts() -> list[tuple[str, str, str, str]]:
-    """(module, preset, field, value) where the value fits the defaults but not that preset's settings."""
+    """(view, preset, field, value) where the value fits the defaults but not that preset's settings."""
     found = []
-    for cls in spec_classes():
-        module = importlib.import_module(cls.__module__)
-        presets = getattr(module, "PRESETS", {})
+    for view in views.VIEWS:
+        cls, presets = view.spec_cls, view.presets
         for name, preset in presets.items():
-            try:
-                start = preset.spec(cls)
-            except Exception:  # a preset of another spec class of the module
-                continue
+            start = preset.spec(cls)
             for other in presets.values():
                 for key, value in other.changes.items():
-                    if key in preset.changes or key not in cls.field_info():
+                    if key in preset.changes:
                         continue
                     try:
                         cls(**{key: value})
                         start.replace(**{key: value})
                     except ValueError:
-                        if (module.__name__, name, key) not in {f[:3] for f in found}:
-                            found.append((module.__name__, name, key, cls(**{key: value}).to_query()[key]))
+                        if (view.name, name, key) not in {f[:3] for f in found}:
+                            found.append((view.name, name, key, cls(**{key: value}).to_query()[key]))
     return found[:6]
 
 
@@ -253,28 +248,18 @@ def test_url_value_conflicting_with_the_url_preset_falls_back_with_a_warning():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert names_key([w.value for w in at.warning], "lo"), [w.value for w in at.warning]
-    for module, preset, key, value in _preset_conflicts():  # the same through the real presets
+    conflicts = _preset_conflicts()
+    assert conflicts  # the real presets have some
+    for view, preset, key, value in conflicts:  # the same through the real presets
         at = AppTest.from_string(
-            f"from normviz import ui\nimport {module} as m\n"
-            f"ui.spec_controls(m.{_spec_of(module, preset)}, 'p', presets=m.PRESETS)",
+            f"from normviz import ui, views\nv = views.view({view!r})\n"
+            "ui.spec_controls(v.spec_cls, 'p', presets=v.presets)",
             default_timeout=60,
         )
         at.query_params["preset"], at.query_params[key] = preset, value
         at.run()
-        assert not at.exception, (module, preset, key, [e.value for e in at.exception])
-        assert names_key([w.value for w in at.warning], key), (module, preset, key, [w.value for w in at.warning])
-
-
-def _spec_of(module: str, preset: str) -> str:
-    mod = importlib.import_module(module)
-    for cls in spec_classes():
-        if cls.__module__ == module:
-            try:
-                mod.PRESETS[preset].spec(cls)
-                return cls.__name__
-            except Exception:
-                continue
-    raise LookupError(preset)
+        assert not at.exception, (view, preset, key, [e.value for e in at.exception])
+        assert names_key([w.value for w in at.warning], key), (view, preset, key, [w.value for w in at.warning])
 
 
 @pytest.mark.parametrize("path", ["/dev/null", "/nonexistent/x.npz", "/etc/passwd", "/", "%00"])

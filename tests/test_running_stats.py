@@ -15,9 +15,10 @@ from normviz.cli import main
 from normviz.config import SpecError
 from normviz.data import load_checked
 from normviz.experiments import running_stats as rs
-from normviz.experiments.running_stats import KERAS_DEFAULT, PRESETS, RunningStatsSpec
+from normviz.experiments.running_stats import KERAS_DEFAULT, RunningStatsSpec
 from normviz.figures import running_stats as figs
 from normviz.lessons import running_stats as lesson
+from normviz.lessons.running_stats import PRESETS
 from normviz.runs import final
 
 torch.set_num_threads(1)
@@ -363,10 +364,10 @@ def test_pytorch_snippet_runs_and_prints_one_line_per_momentum():
     spec = RunningStatsSpec(convention="keras", momenta=(0.99, 0.9), steps=30, running_init="zeros")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(rs.pytorch_snippet(spec), "snippet", "exec"), {})
+        exec(compile(lesson.pytorch_snippet(spec), "snippet", "exec"), {})
     lines = out.getvalue().splitlines()
     assert [line.split(":")[0] for line in lines] == ["momentum=0.01", "momentum=0.1", "momentum=None"]
-    assert len(rs.pytorch_snippet(RunningStatsSpec()).splitlines()) < 40
+    assert len(lesson.pytorch_snippet(RunningStatsSpec()).splitlines()) < 40
 
 
 def test_page_display_widgets_never_retrain_and_a_convention_switch_keeps_the_momenta(monkeypatch):

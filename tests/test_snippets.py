@@ -1,10 +1,9 @@
-"""Every "Reproduce in PyTorch" snippet runs: for each experiment module with `pytorch_snippet`, the
-snippet of its Spec defaults and of each of its presets is executed in a fresh namespace, in subprocesses
-(two per module, each importing torch and scikit-learn once and running half of the snippets), with a time
-limit.
+"""Every "Reproduce in PyTorch" snippet runs: for each view, the snippets its lesson module shows for the view's
+defaults (and each of its `view` choices), and for each of its presets, are executed in a fresh namespace, in
+subprocesses (two per view, each importing torch and scikit-learn once and running half of the snippets), with a
+time limit.
 """
 
-import dataclasses
 import importlib
 import json
 import os
@@ -14,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from normviz import views
 from normviz.config import Spec
 from normviz.experiments import SPECS
 
 MAX_LINES = 40  # non-blank lines: a snippet is something to read on one screen
 CPU_SECONDS = 30  # per snippet, imports included (they target < 20 s of compute on a laptop CPU)
 WALL_SECONDS = 300  # the test machine is shared; CPU time is the real limit
-RUNNERS = 2  # subprocesses per module, each running a share of its snippets
+RUNNERS = 2  # subprocesses per view, each running a share of its snippets
 
 RUNNER = r"""
 import contextlib, io, json, signal, sys, time, traceback
@@ -40,48 +40,41 @@ for path in sys.argv[2:]:
 """
 
 
-def _spec_classes(module) -> list[type]:
-    """The module's experiment Spec first, then the other Spec classes it defines (a page may use a wider one)."""
-    name = SPECS.get(module.__name__.rpartition(".")[2])
-    command = getattr(module, name) if name else None
-    own = [
-        v
-        for v in vars(module).values()
-        if isinstance(v, type) and issubclass(v, Spec) and v.__module__ == module.__name__ and v is not command
-    ]
-    return ([command] if command else []) + own
+def page_specs(view: views.View) -> dict[str, Spec]:
+    """label -> spec: the view's defaults, each of its `view` choices and each of its presets."""
+    cls = view.spec_cls
+    specs = {"defaults": cls()}
+    specs |= {f"view {c!r}": cls(view=c) for c in cls.field_info().get("view", {}).get("choices") or ()}
+    return specs | {f"preset {p!r}": preset.spec(cls) for p, preset in view.presets.items()}
 
 
-def _preset_spec(module, preset):
-    """The preset's settings in the first spec class of the module that has all of its fields."""
-    for cls in _spec_classes(module):
-        if set(preset.changes) <= {f.name for f in dataclasses.fields(cls)}:
-            return preset.spec(cls)
-    raise AssertionError(f"no spec class of {module.__name__} has the fields {sorted(preset.changes)}")
+def page_snippets(name: str, spec: Spec) -> list[str]:
+    """What the view's page shows under "Reproduce in PyTorch" (Train vs inference: one per experiment)."""
+    lesson = importlib.import_module(f"normviz.lessons.{name}")
+    return lesson.pytorch_snippets(spec) if hasattr(lesson, "pytorch_snippets") else [lesson.pytorch_snippet(spec)]
 
 
 def snippet_cases(name: str) -> dict[str, str]:
-    """label -> code for a module: the defaults and every preset, identical code only once."""
-    module = importlib.import_module(f"normviz.experiments.{name}")
-    specs = {"defaults": _spec_classes(module)[0]()}
-    specs |= {f"preset {p!r}": _preset_spec(module, preset) for p, preset in getattr(module, "PRESETS", {}).items()}
+    """label -> code for a view: every snippet of its defaults and presets, identical code only once."""
     cases, seen = {}, set()
-    for label, spec in specs.items():
-        code = module.pytorch_snippet(spec)
-        if code not in seen:
-            seen.add(code)
-            cases[label] = code
+    for label, spec in page_specs(views.view(name)).items():
+        for i, code in enumerate(page_snippets(name, spec)):
+            if code not in seen:
+                seen.add(code)
+                cases[f"{label}, snippet {i + 1}"] = code
     return cases
 
 
-WITH_SNIPPETS = [m for m in SPECS if hasattr(importlib.import_module(f"normviz.experiments.{m}"), "pytorch_snippet")]
+NAMES = [v.name for v in views.VIEWS]
 
 
-def test_the_pages_have_snippets():
-    assert {"activations", "init_sweep"} <= set(WITH_SNIPPETS)
+def test_the_cases_reach_every_experiment():
+    """Some default or preset of a view runs each experiment, so each experiment's snippet is among the cases."""
+    reached = {part.experiment for v in views.VIEWS for spec in page_specs(v).values() for part in v.parts(spec)}
+    assert reached == set(SPECS)
 
 
-@pytest.mark.parametrize("name", WITH_SNIPPETS)
+@pytest.mark.parametrize("name", NAMES)
 def test_snippets_run(name, tmp_path):
     cases = snippet_cases(name)
     paths = {}

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 
 from normviz.experiments.norm_zoo import build
 from normviz.experiments.sync_bn import SyncBNSpec, WorkerBatchNorm, distributed, run, statistic_noise
+from normviz.lessons.alternatives import messages
 from normviz.runs import final
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -108,7 +109,7 @@ def test_run_refuses_b1_per_worker_for_the_mlp_and_trains_syncbn():
     r = final(run(SyncBNSpec(model="mlp", workers=4, sub_batches=(1, 4), steps=30, lr=0.01)))
     assert r.done and r.b_done == 2
     assert "Expected more than 1 value per channel" in r.notes["local b=1"]
-    assert r.messages() == [f"Per-worker BN, b = 1: torch refuses to train: “{r.notes['local b=1']}”"]
+    assert messages(r) == [f"Per-worker BN, b = 1: torch refuses to train: “{r.notes['local b=1']}”"]
     assert np.isnan(r.test_acc[0, 0]) and 0.2 < r.test_acc[1, 0] <= 1  # SyncBN over 4 samples learns
     assert np.all(np.isfinite(r.test_acc[:, 1]))
     assert np.all(r.noise_mean[0] > r.noise_mean[1])  # b values are noisier than W*b
@@ -118,7 +119,7 @@ def test_run_refuses_b1_per_worker_for_the_mlp_and_trains_syncbn():
 
 
 def test_snippet_runs_and_shows_syncbn_is_full_batch_bn(capsys):
-    from normviz.experiments.sync_bn import pytorch_snippet
+    from normviz.lessons.alternatives import pytorch_snippet
 
     exec(compile(pytorch_snippet(SyncBNSpec()), "snippet", "exec"), {})
     out = capsys.readouterr().out

@@ -85,7 +85,7 @@ def test_bn_widens_the_usable_rates_and_moves_the_best_rate_up(lr_range):
     assert r.best_lr("BN") > r.best_lr("no BN")
     assert any(d is not None for d in r.diverged("no BN"))  # the largest rates diverge without BN
     assert r.acc("BN")[r.lrs == r.best_lr("BN")][0] > 0.9
-    notice = r.notice()
+    notice = lesson.notice(r)
     assert f"from {bn[0]:.3g} to {bn[1]:.3g}" in notice and f"its best rate is {r.best_lr('no BN'):.3g}" in notice
 
 
@@ -123,7 +123,7 @@ def test_bn_has_the_narrower_loss_band_on_the_defaults():
     assert spread[0] * 2 < spread[1]  # BN's band is at most half as wide
     assert np.nanmean(r.grad_change.max(-1), 0)[0] < np.nanmean(r.grad_change.max(-1), 0)[1]
     assert len(r.check_steps) == 10 and r.probe_loss.shape == (10, 2, 8)
-    assert f"{spread[0]:.3g} with BN and {spread[1]:.3g} without" in r.notice()
+    assert f"{spread[0]:.3g} with BN and {spread[1]:.3g} without" in lesson.notice(r)
     lo, hi = r.loss_band()
     assert np.all(lo <= hi)
 
@@ -158,7 +158,7 @@ def test_noisy_bn_shifts_more_yet_learns_like_bn():
     assert abs(r.test_acc[1] - r.test_acc[0]) <= why_noisy.CLOSE
     assert r.test_acc[1] - r.test_acc[2] >= why_noisy.FAR
     assert all(r.claims().values())
-    notice = r.notice()
+    notice = lesson.notice(r)
     assert f"{r.test_acc[1]:.1%}" in notice and "is not what makes BN help" in notice
     assert r.quantiles.shape[1:] == (3, r.spec.depth, len(why_noisy.QUANTILES))
     assert np.all(np.diff(r.quantiles, axis=-1) >= 0)  # quantiles in order
@@ -204,15 +204,15 @@ def test_weight_decay_raises_the_effective_rate_not_the_function(scale_default):
     assert r.agreement == 1.0  # the matched network computes the decayed one's function
     assert np.nanmax(np.abs(r.grad_cos)) < 1e-3  # the gradient is orthogonal to w
     assert r.check["output_change"].max() < 1e-5 and r.check["grad_error"].max() < 1e-5
-    assert "changed the rate, not the function" in r.notice() and f"{r.agreement:.1%}" in r.notice()
+    assert "changed the rate, not the function" in lesson.notice(r) and f"{r.agreement:.1%}" in lesson.notice(r)
     assert len(r.check_table()) == r.spec.depth
 
 
 def test_with_torchs_eps_the_matched_network_drifts():
-    spec = why_bn.PRESETS["ε breaks exact scale invariance"].spec(why_bn.WhyBNSpec).sub()
+    spec = lesson.PRESETS["ε breaks exact scale invariance"].spec(why_bn.WhyBNSpec).sub()
     r = final(why_scale.run(spec))
-    assert r.agreement < why_scale.SAME_FUNCTION
-    assert "drift apart" in r.notice()
+    assert r.agreement < lesson.SAME_FUNCTION
+    assert "drift apart" in lesson.notice(r)
 
 
 # --- AdaBN ----------------------------------------------------------------------------------------------------
@@ -253,15 +253,15 @@ def test_adabn_recovers_a_contrast_change_with_few_samples():
     assert r.pool_acc > r.clean_acc[0] - 0.03 and r.batch_stats_acc > r.clean_acc[0] - 0.05
     assert r.adabn_helps() and r.samples_needed() <= 256
     assert r.adabn_at(32) > r.clean_acc[0] - 0.1  # the preset: "a few dozen" images bring it back
-    notice = r.notice()
+    notice = lesson.notice(r)
     assert f"{r.samples_needed()} images already come within" in notice and f"{r.pool_acc:.1%}" in notice
 
 
 def test_adabn_cannot_undo_an_inversion():
-    spec = why_bn.PRESETS["inverted digits: statistics are not enough"].spec(why_bn.WhyBNSpec).sub()
+    spec = lesson.PRESETS["inverted digits: statistics are not enough"].spec(why_bn.WhyBNSpec).sub()
     r = final(why_adabn.run(spec))
     assert not r.adabn_helps() and max(r.pool_acc, r.batch_stats_acc, r.shifted_acc[0]) < 0.3
-    assert "does not help this shift" in r.notice()
+    assert "does not help this shift" in lesson.notice(r)
 
 
 # --- the page spec, captions, CLI and the page ----------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_page_spec_gives_each_view_its_own_spec_and_round_trips():
         assert type(sub) is why_bn.VIEW_SPECS[view] and sub.steps == 40 and sub.seed == 3
         assert sub == type(sub)(steps=40, seed=3)  # the page's defaults are each experiment's own
         assert why_bn.WhyBNSpec.from_query(spec.to_query()) == (spec, [])
-    for name, preset in why_bn.PRESETS.items():
+    for name, preset in lesson.PRESETS.items():
         assert preset.spec(why_bn.WhyBNSpec).sub(), name
 
 

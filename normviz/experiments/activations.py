@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz import snippets
-from normviz.config import DataSpec, ModelSpec, Preset, TrainSpec
+from normviz.config import DataSpec, ModelSpec, TrainSpec
 from normviz.data import load_checked
 from normviz.probes import GRAD_EDGES, LayerProbe, record_every
 from normviz.runs import Throttle
@@ -135,84 +134,3 @@ def run(spec: ActivationsSpec) -> Iterator[ActivationsResult]:
         if throttle.due():
             yield snapshot(False)
     yield snapshot(True)
-
-
-# --- teaching: presets, the PyTorch snippet, the report's figures ------------------------------------
-
-PRESETS = {
-    "tiny init, no BN: activations collapse": Preset(
-        {"init": "std", "init_std": 0.01, "activation": "relu"},
-        "With weights of std 0.01, every layer shrinks the scale of its input about 14-fold (0.01·√100·√½), "
-        "so by layer 3 the no-BN activations are a spike at 0, the gradients vanish and the network stays at "
-        "chance (about 10%). The BN network starts from the very same weights, yet every layer gets unit-scale "
-        "inputs and it trains.",
-    ),
-    "sigmoid, std=1: saturation": Preset(
-        {"activation": "sigmoid", "init": "std", "init_std": 1.0},
-        "With weights of std 1 each sigmoid gets inputs of std 6-7, so without BN about 60% of the "
-        "activations sit in the flat ends (below 0.03 or above 0.97, see 'share saturated'), where the "
-        "gradient is almost 0. BN feeds every sigmoid unit-scale inputs, keeping it in its steep middle: "
-        "almost nothing saturates and the BN network learns faster.",
-    ),
-    "He init + ReLU": Preset(
-        {"activation": "relu", "init": "he"},
-        "He init draws each layer's weights with std √(2/fan_in), which keeps the scale of ReLU activations "
-        "the same from layer to layer: without BN the per-layer std stays flat at step 0, and both networks "
-        "train. BN is one cure for badly scaled activations; at this depth a good init is another.",
-    ),
-}
-
-
-def pytorch_snippet(spec: ActivationsSpec) -> str:
-    """A short script: the BN and no-BN MLPs from the same weights, per-layer activation scale, accuracy."""
-    data_import, data = snippets.data_lines(spec)
-    act = snippets.ACTIVATION_MODULES[spec.activation]
-    block = "norm(), " + act if spec.norm_place == "before" else act + ", norm()"
-    optim = (
-        f"torch.optim.Adam(net.parameters(), lr={spec.lr:g})"
-        if spec.optimizer == "adam"
-        else f"torch.optim.SGD(net.parameters(), lr={spec.lr:g}, momentum={spec.sgd_momentum:g})"
-    )
-    stat, measure = {
-        "sigmoid": ("share saturated", "((a < 0.03) | (a > 0.97)).float().mean()"),
-        "tanh": ("share saturated", "(a.abs() > 0.97).float().mean()"),
-    }.get(spec.activation, ("std", "a.std()"))
-    code = [
-        "import torch",
-        "from torch import nn",
-        data_import,
-        "",
-        *data,
-        "",
-        "def mlp(bn):",
-        f"    torch.manual_seed({spec.seed})  # both networks start from the same weights, see the same batches",
-        f"    norm = (lambda: nn.BatchNorm1d({spec.width})) if bn else nn.Identity",
-        f"    blocks = [nn.Sequential(nn.Linear(n, {spec.width}), {block}) "
-        f"for n in [x.shape[1]] + [{spec.width}] * {spec.depth - 1}]",
-        f"    net = nn.Sequential(*blocks, nn.Linear({spec.width}, int(y.max()) + 1))",
-        "    for m in net.modules():",
-        "        if isinstance(m, nn.Linear):",
-        f"            nn.init.normal_(m.weight, std={snippets.init_std_expr(spec.init, spec.init_std)})",
-        "            nn.init.zeros_(m.bias)",
-        "    return net",
-        "",
-        f"def per_layer(net):  # {stat} after each activation: {PROBE_BATCH} training samples, train mode",
-        f"    h, out = x_train[:{PROBE_BATCH}], []",
-        "    for block in net[:-1]:",
-        f"        a, h = block[:{3 if spec.norm_place == 'before' else 2}](h), block(h)",
-        f"        out.append(f'{{{measure}:.3g}}')",
-        "    return ' '.join(out)",
-        "",
-        "for name, bn in (('BN', True), ('no BN', False)):",
-        "    net = mlp(bn)",
-        f"    opt, at_start = {optim}, per_layer(net)",
-        f"    for idx in torch.randint(len(x_train), ({spec.steps}, {spec.batch_size})):  # the batches",
-        "        loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-        "        opt.zero_grad()",
-        "        loss.backward()",
-        "        opt.step()",
-        "    acc = (net.eval()(x_test).argmax(1) == y_test).float().mean().item()  # eval mode",
-        f"    print(f'{{name}}: test accuracy {{acc:.1%}}; {stat} per layer at step 0: {{at_start}}, "
-        f"after {spec.steps} steps: {{per_layer(net.train())}}')",
-    ]
-    return "\n".join(code) + "\n"

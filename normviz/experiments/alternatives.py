@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.config import Preset, Spec, ViewsSpec, param
+from normviz.config import Spec, ViewsSpec, param
 from normviz.experiments import norm_cost, norm_zoo, rnn_norms, sync_bn
 from normviz.experiments.norm_zoo import digits, effective_groups
 from normviz.layers import NORM_LABELS
@@ -207,64 +207,6 @@ class AlternativesSpec(
 
     VIEW_SPECS = VIEW_SPECS
     VIEW_FIELDS = PAGE_FIELDS
-
-
-def _view_presets() -> dict[str, Preset]:
-    out = {}
-    for view, module in (("every-norm", norm_zoo), ("sync-bn", sync_bn), ("rnn", rnn_norms)):
-        for name, p in module.PRESETS.items():
-            out[name] = Preset(p.changes | {"view": view}, p.notice)
-    return out
-
-
-PRESETS = {
-    "GroupNorm with G=1 is LayerNorm": Preset(
-        {"view": "axes", "groups": 1},
-        "One group holds every channel of a sample: GroupNorm's shaded block is LayerNorm's, and the statistics "
-        "below are the same numbers.",
-    ),
-    "GroupNorm with G=C is InstanceNorm": Preset(
-        {"view": "axes", "groups": 8},
-        "One channel per group: each sample-and-channel gets its own mean and variance, exactly InstanceNorm.",
-    ),
-} | _view_presets()
-
-
-def pytorch_snippet(spec: Spec) -> str:
-    """The snippet of the view `spec` belongs to (an AlternativesSpec: its current view)."""
-    if isinstance(spec, AlternativesSpec):
-        spec = spec.sub()
-    other = {
-        norm_zoo.ZooSpec: norm_zoo,
-        norm_cost.CostSpec: norm_cost,
-        sync_bn.SyncBNSpec: sync_bn,
-        rnn_norms.RNNSpec: rnn_norms,
-    }.get(type(spec))
-    if other is not None:
-        return other.pytorch_snippet(spec)
-    g = effective_groups(spec.channels, spec.groups)
-    return f"""import torch
-from torch import nn
-
-torch.manual_seed({spec.seed})
-N, C, H, W, G = {spec.samples}, {spec.channels}, {spec.side}, {spec.side}, {g}
-x = torch.randn(N, C, H, W) * 2 + 1
-means = {{  # the axes each norm averages over
-    'BatchNorm': x.mean(dim=(0, 2, 3)),  # (C,): one per channel
-    'LayerNorm': x.mean(dim=(1, 2, 3)),  # (N,): one per sample
-    'InstanceNorm': x.mean(dim=(2, 3)),  # (N, C)
-    'GroupNorm': x.reshape(N, G, -1).mean(-1),  # (N, G)
-}}
-for name, m in means.items():
-    print(f"{{name:12s}} {{tuple(m.shape)}} means, each over {{x.numel() // m.numel()}} values")
-g = x.reshape(N, G, -1)
-ours = ((g - g.mean(-1, keepdim=True)) / torch.sqrt(g.var(-1, unbiased=False, keepdim=True) + 1e-5)).reshape(x.shape)
-print("GroupNorm by hand == F.group_norm:", torch.allclose(ours, nn.functional.group_norm(x, G), atol=1e-5))
-print("G=1 is LayerNorm:", torch.allclose(nn.functional.group_norm(x, 1),
-      nn.functional.layer_norm(x, x.shape[1:]), atol=1e-5))
-print("G=C is InstanceNorm:", torch.allclose(nn.functional.group_norm(x, C),
-      nn.functional.instance_norm(x), atol=1e-5))
-"""
 
 
 def set_label(kind: str, groups: int) -> str:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normviz.config import DataSpec, ModelSpec, Preset, SpecError, param
+from normviz.config import DataSpec, ModelSpec, SpecError, param
 from normviz.data import load_checked
 from normviz.layers import renorm_correction
 from normviz.runs import Throttle
@@ -446,64 +446,3 @@ class _Stream:
             if t % STREAM_EVAL_EVERY == 0 or t == len(self.batches):
                 self._evaluate(t)
             yield t
-
-
-PRESETS = {
-    "small batches: BN vs GroupNorm": Preset(
-        {"norms": ("batch", "group")},
-        "Same samples seen and a learning rate scaled with the batch size, so GroupNorm's accuracy hardly "
-        "depends on the batch size. BN's falls as the batch shrinks: its batch statistics get noisy in "
-        "training and no longer match the running statistics it uses in eval mode.",
-    ),
-}
-
-
-def pytorch_snippet(spec: BatchSizeSpec) -> str:
-    """BN vs GroupNorm vs LayerNorm at the smallest and the largest swept batch size, in plain PyTorch."""
-    torch_norms = {
-        "batch": "nn.BatchNorm1d(w)",
-        "group": f"nn.GroupNorm({group_count(spec.groups, spec.width)}, w)",
-        "layer": "nn.LayerNorm(w)",
-        "none": "nn.Identity()",
-    }
-    norms = [k for k in spec.norms if k in torch_norms] or ["batch"]
-    sizes = sorted({min(spec.sizes), max(spec.sizes)})
-    note = (
-        "# Batch Renorm has no torch module (see normviz.layers.BatchRenorm); left out here\n"
-        if "renorm" in spec.norms
-        else ""
-    )
-    return f"""import torch
-from sklearn.datasets import load_digits
-from torch import nn
-
-{note}torch.manual_seed({spec.seed})
-torch.set_num_threads(1)  # tiny models: one thread is fastest
-X, y = load_digits(return_X_y=True)
-X = torch.tensor((X - X.mean(0)) / (X.std(0) + 1e-8), dtype=torch.float32)
-y = torch.tensor(y)
-Xtr, ytr, Xte, yte = X[:1350], y[:1350], X[1350:], y[1350:]
-NORMS = {{{", ".join(f'"{k}": lambda w: {torch_norms[k]}' for k in norms)}}}
-
-def mlp(norm, w={spec.width}, depth={spec.depth}):
-    layers, n_in = [], 64
-    for _ in range(depth):
-        layers += [nn.Linear(n_in, w), NORMS[norm](w), nn.ReLU()]
-        n_in = w
-    return nn.Sequential(*layers, nn.Linear(w, 10))
-
-for B in {sizes}:
-    for norm in NORMS:
-        model = mlp(norm)
-        opt = torch.optim.SGD(model.parameters(), lr={spec.lr} * B / {REF_BATCH})  # linear scaling rule
-        for epoch in range({spec.epochs}):
-            perm = torch.randperm(len(Xtr))
-            for i in range(0, len(Xtr) - B + 1, B):
-                idx = perm[i:i + B]
-                loss = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
-                opt.zero_grad(); loss.backward(); opt.step()
-        model.eval()  # running statistics for BN
-        with torch.no_grad():
-            acc = (model(Xte).argmax(1) == yte).float().mean().item()
-        print(f"batch {{B:4d}}  {{norm:6s}} test accuracy {{acc:.3f}}")
-"""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normviz.config import Preset, SpecError, param
+from normviz.config import SpecError, param
 from normviz.data import load_checked
 from normviz.experiments.batch_size import REF_BATCH, BatchSizeSpec, NetSpec, batched_accuracy
 from normviz.layers import BatchNorm
@@ -426,77 +426,3 @@ class TrainVsInferenceSpec(BatchSizeSpec, InferenceSpec):
         log=True,
         label="Batch size B",
     )
-
-
-PRESETS = {
-    "batch size 1 in train mode": Preset(
-        {"batch_size": 1},
-        "BatchNorm1d refuses a single sample in train mode: one value per channel has no variance. The CNN's "
-        "BatchNorm2d accepts one image, because each channel still has several positions (8x8 = 64 in the first "
-        "BN layer, 4x4 = 16 in the second, after a stride-2 convolution), and normalises it with that image's "
-        "own statistics. It runs, and its accuracy drops.",
-    ),
-    "forgot model.eval()": Preset(
-        {"batch_size": 64},
-        "In the lab, tested in batches of 64, train mode scores about as well as eval mode, so the bug hides. "
-        "Deployed frame by frame without .eval(), the same CNN normalises every frame by itself and drops to "
-        "about 20% (chance: 10%); the MLP's BatchNorm1d crashes at the first frame.",
-    ),
-    "batch-mates change the answer": Preset(
-        {"batch_size": 4},
-        "In train mode the image's class probabilities depend on which three images share its batch. In eval "
-        "mode they are identical in every batch, and identical to the image alone.",
-    ),
-    "small batches: BN vs GroupNorm": Preset(
-        {"batch_size": 2, "norms": ("batch", "group")},
-        "Same samples seen, learning rate scaled with the batch size: GroupNorm's accuracy hardly depends on "
-        "the batch size, BN's collapses at batch 2. BN's eval mode meets running statistics that its noisy "
-        "2-sample training statistics never matched.",
-    ),
-}
-
-
-def pytorch_snippet(spec: InferenceSpec) -> str:
-    """Train a BN MLP in plain PyTorch, then eval mode vs train mode at small batches, and batch size 1."""
-    b = getattr(spec, "batch_size", 2)
-    sizes = sorted({2, max(b, 2), 64})
-    layers = " ".join(
-        ["nn.Linear(64, W), nn.BatchNorm1d(W, momentum=M), nn.ReLU(),"]
-        + ["nn.Linear(W, W), nn.BatchNorm1d(W, momentum=M), nn.ReLU(),"] * (spec.depth - 1)
-    )
-    return f"""import copy
-
-import torch
-from sklearn.datasets import load_digits
-from torch import nn
-
-torch.manual_seed({spec.seed})
-torch.set_num_threads(1)  # tiny models: one thread is fastest
-X, y = load_digits(return_X_y=True)
-X = torch.tensor((X - X.mean(0)) / (X.std(0) + 1e-8), dtype=torch.float32)
-y = torch.tensor(y)
-Xtr, ytr, Xte, yte = X[:1350], y[:1350], X[1350:], y[1350:]
-W, M, B = {spec.width}, {spec.momentum}, {spec.train_batch}
-model = nn.Sequential({layers} nn.Linear(W, 10))
-opt = torch.optim.SGD(model.parameters(), lr={spec.lr} * B / {REF_BATCH}, momentum={spec.sgd_momentum})
-for epoch in range({spec.train_epochs}):
-    perm = torch.randperm(len(Xtr))
-    for i in range(0, len(Xtr) - B + 1, B):
-        idx = perm[i:i + B]
-        loss = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
-        opt.zero_grad(); loss.backward(); opt.step()
-
-def acc(net, batch):  # the test set fed in batches of `batch` (a short last batch is left out)
-    n = len(Xte) // batch * batch
-    with torch.no_grad():
-        pred = torch.cat([net(Xte[i:i + batch]).argmax(1) for i in range(0, n, batch)])
-    return (pred == yte[:n]).float().mean().item()
-
-print("eval mode:", acc(model.eval(), 1))
-for batch in {sizes}:  # a copy, so the running statistics stay untouched
-    print(f"train mode, batch {{batch}}:", acc(copy.deepcopy(model).train(), batch))
-try:
-    copy.deepcopy(model).train()(Xte[:1])
-except ValueError as err:
-    print("train mode, batch 1:", err)
-"""

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from normviz import snippets
-from normviz.config import ACTIVATIONS, DataSpec, Preset, SpecError, param
+from normviz.config import ACTIVATIONS, DataSpec, SpecError, param
 from normviz.data import load_checked
 from normviz.runs import Throttle
 from normviz.runtime import SpareCore
@@ -145,67 +144,3 @@ def bn_input_variance(model: StackedMLP, x: torch.Tensor) -> np.ndarray:
     found = {}
     model(x, "probe", record=lambda layer, t: found.update({layer: t["linear"][: model.n_bn].var(1, unbiased=False)}))
     return torch.stack([found[i].mean(-1) for i in sorted(found)], 1).numpy()
-
-
-# --- teaching: presets, the PyTorch snippet, the report's figures ------------------------------------
-
-PRESETS = {
-    "the DLfS 16-scale grid": Preset(
-        {},
-        "The book's figure: one panel per weight-init std, from 1 down to 1e-4. With BN (solid) every scale "
-        "learns, fastest from about 0.3 down to 1e-3, more slowly at the largest scales and at the smallest. "
-        "Without BN (dashed) only two scales learn, 0.29 and 0.16: larger ones diverge (no curve), smaller ones "
-        "stay at or near chance (one answer for every input: about 12% of the training digits). At the smallest "
-        "scales "
-        "the first layer's input variance (about 5e-8 at std 1e-4) is below BN's eps (1e-6, the book's), so BN "
-        "no longer scales it up to 1 and learning is slower.",
-    ),
-}
-
-
-def pytorch_snippet(spec: InitSweepSpec) -> str:
-    """A short script: the sweep with torch.nn, final train accuracy (eval mode) per init std, BN and not."""
-    data_import, data = snippets.data_lines(spec)
-    act = snippets.ACTIVATION_MODULES[spec.activation]
-    zeros = (
-        "            m.running_var.zero_()  # the book starts running var at 0 (PyTorch: 1)"
-        if spec.running_init == "zeros"
-        else None
-    )
-    batches = snippets.split_sizes(spec)[1] // spec.batch_size
-    code = [
-        "import torch",
-        "from torch import nn",
-        data_import,
-        "",
-        *data,
-        "",
-        "def mlp(std, bn):",
-        f"    torch.manual_seed({spec.seed})  # the same weights up to scale for every network",
-        f"    norm = (lambda: nn.BatchNorm1d({spec.width}, eps={spec.eps:g})) if bn else nn.Identity",
-        f"    blocks = [nn.Sequential(nn.Linear(n, {spec.width}), norm(), {act}) "
-        f"for n in [x.shape[1]] + [{spec.width}] * {spec.depth - 1}]",
-        f"    net = nn.Sequential(*blocks, nn.Linear({spec.width}, int(y.max()) + 1))",
-        "    for m in net.modules():",
-        "        if isinstance(m, nn.Linear):",
-        "            nn.init.normal_(m.weight, std=std)",
-        "            nn.init.zeros_(m.bias)",
-        *(["        if isinstance(m, nn.BatchNorm1d):", zeros] if zeros else []),
-        "    return net",
-        "",
-        "def train(net):  # returns the train accuracy in eval mode, as the book measures it",
-        f"    opt = torch.optim.SGD(net.parameters(), lr={spec.lr:g})",
-        f"    for epoch in range({spec.epochs}):",
-        f"        for idx in torch.randperm(len(x_train)).split({spec.batch_size})[:{batches}]:  # full batches",
-        "            loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-        "            opt.zero_grad()",
-        "            loss.backward()",
-        "            opt.step()",
-        "    acc = (net.eval()(x_train).argmax(1) == y_train).float().mean().item()",
-        "    return acc if loss.isfinite() else float('nan')  # nan: the training diverged",
-        "",
-        "print('init std    BN  no BN   (train accuracy in eval mode)')",
-        f"for std in {snippets.logspace_expr(spec.scale_max, spec.scale_min, spec.scales)}:",
-        "    print(f'{std:8.2g}  {train(mlp(std, True)):4.0%}  {train(mlp(std, False)):4.0%}')",
-    ]
-    return "\n".join(code) + "\n"

@@ -31,10 +31,6 @@ except ImportError:  # pragma: no cover
 
 ROUNDS, STEPS_PER_ROUND, WARMUP = 12, 1, 2  # many short rounds: the fastest one most likely ran alone
 IMPLS = ("ours", "torch")  # our written-out layers, torch's built-in (fused) modules
-# published figures for large CNNs, quoted by explain()
-GITMAN_2017 = "Gitman & Ginsburg (2017, arXiv 1709.08145)"
-JUNG_2018 = "Jung et al. (2018, arXiv 1807.01702)"
-JUNG_2018_DENSENET_SPEEDUP = 0.257  # DenseNet-121 training performance gained by restructuring BN (their abstract)
 
 
 @dataclass(frozen=True)
@@ -103,17 +99,6 @@ class CostResult:
         """(K, NB) share of the step spent in norm layers: 1 - t(no norm) / t(with the norm)."""
         return 1.0 - self.baseline()[None, :] / self.ms
 
-    def busy_note(self) -> str:
-        """A warning when the machine was busy: the median round much slower than the fastest one."""
-        ratio = float(np.nanmedian(self.ms_median / self.ms)) if np.isfinite(self.ms).any() else 1.0
-        if ratio < 1.5:
-            return ""
-        return (
-            f"This computer was busy while timing (a typical round took {ratio:.1f}x the fastest one), so "
-            "these numbers are rough; a share below 0 means the difference is within that noise. Run again "
-            "(change the seed) when it is idle."
-        )
-
     def table(self) -> list[dict]:
         rows, share = [], self.share()
         for k, (norm, impl) in enumerate(self.configs):
@@ -140,49 +125,6 @@ class CostResult:
             "threads": torch.get_num_threads(),
             "clock": "thread CPU time" if torch.get_num_threads() == 1 else "wall time",
         }
-
-
-def explain(result: CostResult) -> str:
-    """What was measured, in words with the live numbers, and why published figures for large CNNs differ."""
-    k_bn, k_torch = result.configs.index(("batch", "ours")), result.configs.index(("batch", "torch"))
-    share, sizes = result.share(), result.batch_sizes
-    j = len(sizes) // 2
-    parts = ", ".join(f"{share[k_bn, i]:.0%} at batch {b}" for i, b in enumerate(sizes))
-    model = "CNN" if result.spec.model == "cnn" else "MLP"
-    k_none = result.configs.index(("none", "ours"))
-    size = "An 8x8 image with 16-32 channels" if result.spec.model == "cnn" else "A 64-unit layer"
-    ops, threads = result.ops, torch.get_num_threads()
-    counted = (
-        f" Counted here, one forward and backward pass runs {ops[k_none]} tensor operations without norm "
-        f"layers, {ops[k_bn]} with our BatchNorm and {ops[k_torch]} with torch's."
-        if ops[k_bn]
-        else ""
-    )
-    return (
-        f"**Measured here** (CPU, {threads} thread{'s' if threads > 1 else ''}): one training step of the {model} "
-        f"at batch {sizes[j]} takes {result.baseline()[j]:.2f} ms without norm layers and "
-        f"{result.ms[k_bn, j]:.2f} ms with our BatchNorm, so BN is **{share[k_bn, j]:.0%}** of the step "
-        f"({parts}); with torch's built-in "
-        f'BatchNorm it is {share[k_torch, j]:.0%}. For large CNNs, {GITMAN_2017} call BN "a significant '
-        f"fraction of training run-time\", and {JUNG_2018} improved DenseNet-121's training performance by "
-        f"{JUNG_2018_DENSENET_SPEEDUP:.1%} on a chip multiprocessor by restructuring its BN layers alone "
-        "(fused with their neighbours, to read and write the activations fewer times). Why such numbers "
-        "differ:\n"
-        f"- **Tiny tensors, fixed cost per operation.** {size} is so small that, at small batches, every "
-        "operation costs mostly its fixed overhead (Python, dispatch, autograd bookkeeping: microseconds), so "
-        "time counts operations rather than arithmetic. A convolution is one operation; our BatchNorm is "
-        f"a dozen or more in each direction, half of them for its running statistics.{counted}\n"
-        "- **Written out vs fused.** Our layers are spelled out in elementary operations so that you can read "
-        "them and track several momenta, and each of those operations reads and writes the whole activation "
-        "tensor; torch's (and cuDNN's) BatchNorm is one fused kernel. Compare the 'ours' and 'torch' bars: "
-        "at large batches, where the passes over memory dominate, the gap grows.\n"
-        "- **Arithmetic vs memory.** In a large CNN the convolutions do almost all the arithmetic and run near "
-        "the processor's peak speed, while BN does almost no arithmetic but reads and writes every activation "
-        "several times: it is limited by memory bandwidth, so its share of the time is far larger than its "
-        "share of the arithmetic. That memory traffic is what restructuring BN cuts.\n"
-        "- **Batch size.** The share changes with the batch size (see the panels), so a single number is only "
-        "true for one model, one batch size and one machine."
-    )
 
 
 def _num(v) -> float | None:
@@ -265,43 +207,3 @@ def run(spec: CostSpec) -> Iterator[CostResult]:
             if throttle.due():
                 yield CostResult(spec, configs, sizes, ms.copy(), med.copy(), ops, done)
     yield CostResult(spec, configs, sizes, ms, med, ops, done, True)
-
-
-def pytorch_snippet(spec: CostSpec) -> str:
-    b = spec.cost_batch_sizes[0]
-    if spec.model == "cnn":
-        net = (
-            "nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), norm(16), nn.ReLU(),\n"
-            "        nn.Conv2d(16, 32, 3, 2, 1), norm(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), "
-            "nn.Linear(32, 10))"
-        )
-        norms = "{'none': nn.Identity, 'batch': nn.BatchNorm2d, 'group': lambda c: nn.GroupNorm(4, c)}"
-    else:
-        net = (
-            "nn.Sequential(nn.Linear(64, 64), norm(64), nn.ReLU(), nn.Linear(64, 64), norm(64), nn.ReLU(),\n"
-            "        nn.Linear(64, 10))"
-        )
-        norms = "{'none': nn.Identity, 'batch': nn.BatchNorm1d, 'layer': nn.LayerNorm}"
-    return f"""import time
-import torch
-from torch import nn
-
-torch.set_num_threads(1)
-x, y = torch.randn({b}, 64), torch.randint(0, 10, ({b},))
-times = {{}}
-for name, norm in {norms}.items():
-    model = {net}
-    opt = torch.optim.Adam(model.parameters())
-    best = float('inf')
-    for rnd in range(8):
-        start = time.perf_counter()
-        for _ in range(5):
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        best = min(best, (time.perf_counter() - start) / 5)
-    times[name] = best * 1e3
-for name, ms in times.items():
-    print(f"{{name:6s}} {{ms:.2f}} ms/step, share in the norm layers {{1 - times['none'] / ms:.0%}}")
-"""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from normviz.config import DataSpec, Preset, Spec, param
+from normviz.config import DataSpec, Spec, param
 from normviz.data import Dataset, load_checked
 from normviz.layers import NORM_LABELS, RMSNorm
 from normviz.models import MLP, SmallCNN
@@ -35,12 +35,6 @@ MLP_NORMS = ("none", "batch", "layer", "group", "renorm")  # no spatial dims: no
 CNN_CHANNELS = (16, 32)
 MLP_DEPTH, MLP_WIDTH = 3, 64
 RENORM_KWARGS = {"momentum": 0.1, "rmax": 3.0, "dmax": 5.0}  # momentum as BN's, so both run the same schedule
-RENORM_VS_PAPER = (
-    "Batch Renorm here differs from Ioffe (2017, arXiv 1702.03275), Algorithm 1, in two ways: the running σ is "
-    "√(running var + ε), where running var is PyTorch's moving average of the unbiased batch variance (the paper "
-    "keeps a moving average of σ itself); and r_max, d_max hold from the first step (the paper starts at "
-    "r_max = 1, d_max = 0, which is plain BatchNorm, and relaxes them during training)."
-)
 SMOOTH = 20  # steps averaged for the "final loss"
 # RunningStats' in-place lerp_ has no vmap batching rule: torch falls back to a loop over the copies and says so
 warnings.filterwarnings(
@@ -318,80 +312,3 @@ def run(spec: ZooSpec) -> Iterator[ZooResult]:
     if probe_steps[-1] != step:
         record(step)
     yield snapshot(step, True)
-
-
-PRESETS = {
-    "Batch of 2: BatchNorm breaks, LayerNorm and GroupNorm do not": Preset(
-        {"model": "mlp", "batch_size": 2, "steps": 600, "lr": 0.001},
-        "With 2 samples per batch, the MLP's BatchNorm normalises each unit over 2 values, so in training every "
-        "x̂ is exactly +1 or −1 whatever the input; the running averages it uses at test time describe something "
-        "else. BatchNorm and Batch Renorm fall far behind; LayerNorm and GroupNorm use each sample's own "
-        "statistics and do not care. (In the CNN, BN averages each channel over 2 x 64 positions in its first "
-        "layer and 2 x 16 in its second, after a stride-2 convolution: switch the model and compare.)",
-    ),
-    "Three seeds: is the difference real?": Preset(
-        {"seeds": 3},
-        "Each norm now trains from three initial weights, as one vmapped computation; the bands and the table "
-        "show the lowest and the highest seed. A gap between two norms means something only if it is wider "
-        "than their bands.",
-    ),
-    "The MLP: no InstanceNorm there": Preset(
-        {"model": "mlp"},
-        "An MLP's activations are (B, C) with no spatial positions: InstanceNorm would normalise a single value "
-        "to 0, so it is left out, and there are no convolutions to weight-standardise.",
-    ),
-}
-
-
-def pytorch_snippet(spec: ZooSpec) -> str:
-    norm_layer = {
-        "cnn": (
-            "lambda c, kind: {'batch': nn.BatchNorm2d(c), 'layer': nn.GroupNorm(1, c), "
-            "'instance': nn.InstanceNorm2d(c, affine=True),\n"
-            f"    'group': nn.GroupNorm({effective_groups(CNN_CHANNELS[0], spec.groups)}, c)}}[kind]"
-        ),
-        "mlp": (
-            "lambda c, kind: {'batch': nn.BatchNorm1d(c), 'layer': nn.LayerNorm(c), "
-            f"'group': nn.GroupNorm({effective_groups(MLP_WIDTH, spec.groups)}, c)}}[kind]"
-        ),
-    }[spec.model]
-    if spec.model == "cnn":
-        net = (
-            "nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), norm(16, kind), nn.ReLU(),\n"
-            "        nn.Conv2d(16, 32, 3, 2, 1), norm(32, kind), nn.ReLU(), nn.AdaptiveAvgPool2d(1), "
-            "nn.Flatten(), nn.Linear(32, 10))"
-        )
-        kinds = "['batch', 'layer', 'instance', 'group']"
-    else:
-        net = (
-            "nn.Sequential(nn.Linear(64, 64), norm(64, kind), nn.ReLU(), nn.Linear(64, 64), norm(64, kind), "
-            "nn.ReLU(),\n        nn.Linear(64, 10))"
-        )
-        kinds = "['batch', 'layer', 'group']"
-    return f"""import torch
-from torch import nn
-from torch.func import functional_call, stack_module_state
-from sklearn.datasets import load_digits
-
-torch.set_num_threads(1)  # tiny networks: one thread is fastest
-torch.manual_seed({spec.seed})
-x, y = load_digits(return_X_y=True)
-x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-8), dtype=torch.float32)
-y = torch.tensor(y)
-x_train, y_train, x_test, y_test = x[:1350], y[:1350], x[1350:], y[1350:]
-norm = {norm_layer}
-for kind in {kinds}:
-    torch.manual_seed({spec.seed})
-    model = {net}
-    opt = torch.optim.Adam(model.parameters(), lr={spec.lr:g})
-    for step in range({spec.steps}):
-        idx = torch.randint(0, len(x_train), ({spec.batch_size},))
-        loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        acc = (model(x_test).argmax(1) == y_test).float().mean().item()
-    print(f"{{kind:9s}} batch {spec.batch_size}: test accuracy {{acc:.3f}}")
-"""

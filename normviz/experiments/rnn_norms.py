@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.config import Preset, Spec
+from normviz.config import Spec
 from normviz.experiments.norm_zoo import batch_param, digits, lr_param, probe_schedule, steps_param
 from normviz.models import RowRNN, rows_as_sequence
 from normviz.runs import Throttle
@@ -57,21 +57,6 @@ class RNNResult:
     @property
     def progress(self) -> float:
         return self.steps_done / self.spec.steps
-
-    def long_note(self) -> str:
-        """What happened on the longer sequences, in words with this run's numbers."""
-        accs = lambda n: " / ".join(f"{a:.0%}" for a in self.long_acc[n])  # noqa: E731
-        gap = np.abs(self.seen_std / self.used_std - 1)  # (24,)
-        inside, beyond = gap[:TRAIN_STEPS].mean(), gap[TRAIN_STEPS:].mean()
-        lengths = " / ".join(str(TRAIN_STEPS * r) for r in REPEATS)
-        return (
-            f"Test accuracy at {lengths} steps: per-step BN reusing step 7's statistics {accs('batch')}, "
-            f"LayerNorm {accs('layer')}, no norm {accs('none')}. The std BN divides by is off from the real one "
-            f"by {inside:.0%} on average over steps 0–7 and by {beyond:.0%} beyond them. Reading the image "
-            "again makes the later steps look much like the first eight, so here reusing step 7's statistics "
-            f"costs {'little' if beyond < 0.25 else 'a lot'}; with inputs that change over time nothing "
-            "guarantees that, which is why RowRNN refuses by default."
-        )
 
     def summary(self) -> dict:
         out = {
@@ -188,52 +173,3 @@ def run(spec: RNNSpec) -> Iterator[RNNResult]:
     result.shift, result.std_ratio, result.seen_std, result.used_std = (m[k] for k in m)
     result.done = True
     yield result
-
-
-PRESETS = {
-    "RNN: per-step BatchNorm vs LayerNorm": Preset(
-        {"steps": 300},
-        "BN keeps one mean and variance per time step (the heatmaps): step 0, which has no previous hidden state, "
-        "looks nothing like step 7. Beyond 8 steps it has no statistics, and RowRNN refuses the sequence unless "
-        "told to reuse step 7's. Here the longer sequences read the same image again, so the later steps look "
-        "much like the first eight and reusing step 7's costs little (the numbers under the right chart); with "
-        "inputs that change over time nothing guarantees that. LayerNorm normalises each sample with its own "
-        "statistics at any length.",
-    ),
-}
-
-
-def pytorch_snippet(spec: RNNSpec) -> str:
-    return f"""import torch
-from torch import nn
-from sklearn.datasets import load_digits
-
-torch.set_num_threads(1)  # tiny networks: one thread is fastest
-torch.manual_seed({spec.seed})
-x, y = load_digits(return_X_y=True)
-x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-8), dtype=torch.float32).reshape(-1, 8, 8)  # 8 rows = 8 steps
-y = torch.tensor(y)
-w_x, w_h, head = nn.Linear(8, 64), nn.Linear(64, 64, bias=False), nn.Linear(64, 10)
-bns = nn.ModuleList(nn.BatchNorm1d(64) for _ in range(8))  # BN needs statistics for every time step
-params = [*w_x.parameters(), *w_h.parameters(), *head.parameters(), *bns.parameters()]
-opt = torch.optim.Adam(params, lr={spec.lr:g})
-
-def forward(seq):
-    h = torch.zeros(len(seq), 64)
-    for t in range(seq.shape[1]):
-        h = torch.tanh(bns[min(t, 7)](w_x(seq[:, t]) + w_h(h)))  # beyond step 7: reuse step 7's BN
-    return head(h)
-
-for step in range({spec.steps}):
-    idx = torch.randint(0, 1400, ({spec.batch_size},))
-    loss = nn.functional.cross_entropy(forward(x[idx]), y[idx])
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-bns.eval()
-with torch.no_grad():
-    for reps in (1, 2):
-        acc = (forward(x[1400:].repeat(1, reps, 1)).argmax(1) == y[1400:]).float().mean().item()
-        print(f"{{8 * reps}} steps: test accuracy {{acc:.3f}}")
-print("running var of step 0 vs step 7:", bns[0].running_var[:3], bns[7].running_var[:3])
-"""

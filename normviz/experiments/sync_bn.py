@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from normviz.config import Preset, Spec, SpecError, param
+from normviz.config import Spec, SpecError, param
 from normviz.experiments.norm_zoo import build, digits, eval_accuracy, lr_param, model_param, steps_param
 from normviz.layers import BatchNorm, check_batch, normalize
 from normviz.runs import Throttle
@@ -123,16 +123,6 @@ class SyncBNResult:
     @property
     def progress(self) -> float:
         return self.b_done / len(self.sub_batches)
-
-    def messages(self) -> list[str]:
-        """Why some points are missing, in words."""
-        names = {"local": "Per-worker BN", "sync": "SyncBN"}
-        out = []
-        for key, note in self.notes.items():
-            mode, b = key.split(" b=")
-            what = "torch refuses to train" if "Expected more than 1" in note else "training stopped"
-            out.append(f"{names[mode]}, b = {b}: {what}: “{note}”")
-        return out
 
     def summary(self) -> dict:
         out = {
@@ -242,34 +232,3 @@ def run(spec: SyncBNSpec) -> Iterator[SyncBNResult]:
                 acc[i, j] = eval_accuracy(model, data.x_test, data.y_test)
                 loss[i, j] = float(np.mean(losses[i][-20:]))
         yield snapshot(j + 1, j + 1 == nb)
-
-
-PRESETS = {
-    "One sample per worker": Preset(
-        {"model": "mlp", "sub_batches": (1, 2, 4, 8), "workers": 8},
-        'With b=1 a per-worker BatchNorm1d has one value per channel: torch refuses to train ("Expected more '
-        'than 1 value per channel"). SyncBN normalises over all W*b = 8 samples and trains.',
-    ),
-}
-
-
-def pytorch_snippet(spec: SyncBNSpec) -> str:
-    b = max(2, min(spec.sub_batches))
-    return f"""import torch
-from torch import nn
-
-torch.manual_seed({spec.seed})
-W, b, C = {spec.workers}, {b}, 5
-x = torch.randn(W * b, C) * 3 + 1  # one global batch, W workers with b samples each
-# per-worker BN: each worker normalises its own sub-batch
-local = torch.cat([nn.functional.batch_norm(xi, None, None, training=True) for xi in x.split(b)])
-# SyncBN: gather each worker's mean and biased var (and count), then combine them into one mean/var
-worker_var, worker_mean = torch.var_mean(x.reshape(W, b, C), 1, unbiased=False)  # (W, C) each
-mean = worker_mean.mean(0)  # equal counts
-var = (worker_var + (worker_mean - mean) ** 2).mean(0)  # within plus between workers
-synced = (x - mean) / torch.sqrt(var + 1e-5)
-full = nn.BatchNorm1d(C, affine=False)(x)  # plain BN over the whole W*b batch
-print("SyncBN == BN on the full batch:", torch.allclose(synced, full, atol=1e-5))
-print("per-worker BN == BN on the full batch:", torch.allclose(local, full, atol=1e-5))
-print("batch-mean noise, b vs W*b samples:", 1 / b ** 0.5, 1 / (W * b) ** 0.5)
-"""

@@ -23,8 +23,6 @@ from normviz.experiments.why_common import (
     WhySpec,
     digits,
     lr_param,
-    percent,
-    snippet_head,
     train_step,
 )
 from normviz.runs import Throttle
@@ -118,25 +116,6 @@ class AdaBNResult(WhyResult):
         """AdaBN on the whole pool beats the training statistics by HELPS or more."""
         return self.pool_acc >= self.shifted_acc[0] + HELPS
 
-    def notice(self) -> str:
-        if not self.done:
-            return ""
-        need, n = self.samples_needed(), self.spec.adapt_samples
-        return (
-            f"On the clean test images the BN network scores {percent(self.clean_acc[0])}; with the shift "
-            f"({self.spec.shift}) and its training running statistics, {percent(self.shifted_acc[0])} (no BN: "
-            f"{percent(self.clean_acc[1])} and {percent(self.shifted_acc[1])}). Re-estimating the BN statistics on "
-            f"{n} unlabelled shifted images (AdaBN) gives {percent(self.adabn_at(n))}, and on all {self.pool_size}, "
-            f"{percent(self.pool_acc)}; each test batch's own statistics ({self.spec.test_batch} images) give "
-            f"{percent(self.batch_stats_acc)}. "
-            + (
-                f"{need} images already come within {CLOSE:.0%} of the whole pool's accuracy."
-                if self.adabn_helps()
-                else "Re-estimating does not help this shift: BN's statistics can undo a change of each unit's mean "
-                "and scale, and this shift is more than that."
-            )
-        )
-
     def summary(self) -> dict:
         return {
             "spec": self.spec.to_dict(),
@@ -207,43 +186,3 @@ def run(spec: AdaBNSpec) -> Iterator[AdaBNResult]:
         len(pool),
         list(diverged_at),
     )
-
-
-SHIFT_CODE = {
-    "brightness": "x + {s.brightness:g}",
-    "contrast": "0.5 + {s.contrast:g} * (x - 0.5)",
-    "invert": "1 - x",
-    "translate": "nn.functional.pad(x.reshape(-1, 8, 8)[:, :, : 8 - {s.pixels}], ({s.pixels}, 0)).reshape(-1, 64)",
-}
-
-
-def pytorch_snippet(spec: AdaBNSpec) -> str:
-    """Train a BN net on clean digits; test it shifted with training statistics, AdaBN and test-batch statistics."""
-    code = snippet_head(spec, scaling="unit") + [
-        "def shift(x):",
-        f"    return {SHIFT_CODE[spec.shift].format(s=spec)}",
-        "",
-        "",
-        "def acc(net, x):",
-        "    with torch.no_grad():",
-        "        return f'{(net(x).argmax(1) == y_test).float().mean().item():.1%}'",
-        "",
-        "",
-        "net = mlp(nn.BatchNorm1d)",
-        f"opt = torch.optim.SGD(net.parameters(), lr={spec.lr:g})",
-        "for idx in batches:",
-        "    loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-        "    opt.zero_grad()",
-        "    loss.backward()",
-        "    opt.step()",
-        "print('clean, eval mode:', acc(net.eval(), x_test), '| shifted:', acc(net, shift(x_test)))",
-        "bns = [m for m in net if isinstance(m, nn.BatchNorm1d)]",
-        "for m in bns:  # AdaBN: forget the statistics, then average them over unlabelled shifted images",
-        "    m.reset_running_stats()",
-        "    m.momentum = None",
-        "with torch.no_grad():",
-        f"    net.train()(shift(x_train[torch.randperm(len(x_train))[:{spec.adapt_samples}]]))",
-        f"print('AdaBN on {spec.adapt_samples} images:', acc(net.eval(), shift(x_test)))",
-        "print('the shifted test set with its own statistics:', acc(net.train(), shift(x_test)))",
-    ]
-    return "\n".join(code) + "\n"

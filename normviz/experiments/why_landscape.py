@@ -20,7 +20,6 @@ from normviz.experiments.why_common import (
     WhySpec,
     digits,
     lr_param,
-    snippet_head,
     train_step,
 )
 from normviz.runs import Throttle
@@ -126,16 +125,6 @@ class LandscapeResult(WhyResult):
         lo, hi = self.loss_band()
         return np.nanmean(hi - lo, 0) if len(lo) else np.full(2, np.nan)
 
-    def notice(self) -> str:
-        spread, grad = self.mean_spread(), np.nanmean(self.grad_change.max(-1), 0)
-        beta = np.nanmean(self.smoothness(), 0)
-        return (
-            f"Averaged over {len(self.check_steps)} checkpoints, the loss along the gradient varies by "
-            f"{spread[0]:.3g} with BN and {spread[1]:.3g} without ({spread[1] / spread[0]:.1f}x); the gradient "
-            f"changes by up to {grad[0]:.3g} with BN and {grad[1]:.3g} without, and the effective β-smoothness is "
-            f"{beta[0]:.3g} with BN and {beta[1]:.3g} without."
-        )
-
     def summary(self) -> dict:
         lo, hi = self.loss_band()
         return {
@@ -203,34 +192,3 @@ def run(spec: LandscapeSpec) -> Iterator[LandscapeResult]:
         if throttle.due():
             yield snapshot(step, False)
     yield snapshot(step, True)
-
-
-def pytorch_snippet(spec: LandscapeSpec) -> str:
-    """BN and no BN trained at one rate; every k steps, the lowest and highest loss along the gradient."""
-    etas = ", ".join(f"{e:.4g}" for e in spec.etas())
-    code = snippet_head(spec) + [
-        "def band(net, xb, yb):  # lowest and highest loss at θ - ηg (BN: batch statistics of xb)",
-        "    params = list(net.parameters())",
-        "    g = torch.autograd.grad(nn.functional.cross_entropy(net(xb), yb), params)",
-        "    seen = []",
-        "    with torch.no_grad():",
-        f"        for eta in [{etas}]:",
-        "            torch._foreach_add_(params, g, alpha=-eta)",
-        "            seen.append(nn.functional.cross_entropy(net(xb), yb).item())",
-        "            torch._foreach_add_(params, g, alpha=eta)",
-        "    return f'{min(seen):.2f}-{max(seen):.2f}'",
-        "",
-        "",
-        "for name, norm in (('BN', nn.BatchNorm1d), ('no BN', lambda w: nn.Identity())):",
-        "    net, spans = mlp(norm), []",
-        f"    opt = torch.optim.SGD(net.parameters(), lr={spec.lr:g})",
-        "    for step, idx in enumerate(batches):",
-        f"        if step % {spec.check_every} == 0:  # (the probe also nudges BN's running statistics)",
-        "            spans.append(band(net, x_train[idx], y_train[idx]))",
-        "        loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-        "        opt.zero_grad()",
-        "        loss.backward()",
-        "        opt.step()",
-        "    print(name, 'loss along the gradient at each checkpoint:', ' '.join(spans))",
-    ]
-    return "\n".join(code) + "\n"

@@ -13,13 +13,11 @@ import torch
 
 from normviz.config import SpecError, param
 from normviz.experiments.why_common import (
-    DIVERGED_LOSS,
     INIT,
     StackedSGD,
     WhyResult,
     WhySpec,
     digits,
-    snippet_head,
     train_step,
 )
 from normviz.runs import Throttle
@@ -89,25 +87,6 @@ class LrRangeResult(WhyResult):
         acc = np.nan_to_num(self.acc(model), nan=-1.0)
         return float(self.lrs[np.flatnonzero(acc == acc.max())[-1]])
 
-    def notice(self) -> str:
-        """The conclusion, with the numbers of this run."""
-        parts = []
-        for m in MODELS:
-            span = self.usable(m)
-            where = f"from {span[0]:.3g} to {span[1]:.3g} ({self.decades(m):.1f} decades)" if span else "at no rate"
-            parts.append(
-                f"**{m}** reaches {TRAINS_AT:.0%} test accuracy {where}; its best rate is {self.best_lr(m):.3g} "
-                f"({np.nanmax(np.append(self.acc(m), 0)):.1%})"
-            )
-        first = [d for d in self.diverged("no BN") if d is not None]
-        tail = (
-            f" Without BN, {len(first)} of the {len(self.lrs)} rates diverged (the loss passed 10x chance or "
-            "became infinite)" + (f", the fastest at step {min(first)}." if first else ".")
-            if first
-            else ""
-        )
-        return "; ".join(parts) + "." + tail
-
     def summary(self) -> dict:
         return {
             "spec": self.spec.to_dict(),
@@ -153,25 +132,3 @@ def run(spec: LrRangeSpec) -> Iterator[LrRangeResult]:
         if throttle.due():
             yield snapshot(step, False)
     yield snapshot(step, True)
-
-
-def pytorch_snippet(spec: LrRangeSpec) -> str:
-    """Each rate trained with and without BN, one network at a time: test accuracy or None (diverged)."""
-    code = snippet_head(spec) + [
-        "def train(norm, lr):  # test accuracy in eval mode, or None if the loss diverged",
-        "    net = mlp(norm)",
-        "    opt = torch.optim.SGD(net.parameters(), lr=lr)",
-        "    for idx in batches:",
-        "        loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-        f"        if not loss < {DIVERGED_LOSS:.4g}:  # ten times chance, or nan",
-        "            return None",
-        "        opt.zero_grad()",
-        "        loss.backward()",
-        "        opt.step()",
-        "    return round((net.eval()(x_test).argmax(1) == y_test).float().mean().item(), 3)",
-        "",
-        "",
-        f"for lr in torch.logspace({np.log10(spec.lr_min):.6g}, {np.log10(spec.lr_max):.6g}, {spec.rates}).tolist():",
-        "    print(f'lr {lr:7.3g}: BN {train(nn.BatchNorm1d, lr)}, no BN {train(lambda w: nn.Identity(), lr)}')",
-    ]
-    return "\n".join(code) + "\n"

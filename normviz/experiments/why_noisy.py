@@ -20,8 +20,6 @@ from normviz.experiments.why_common import (
     WhyResult,
     WhySpec,
     digits,
-    percent,
-    snippet_head,
     train_step,
 )
 from normviz.runs import Throttle
@@ -120,22 +118,6 @@ class NoisyResult(WhyResult):
             "far above no BN": bool(acc[NOISY] - acc[2] >= FAR),
         }
 
-    def notice(self) -> str:
-        shift, acc = self.mean_shift().mean(1), self.test_acc
-        text = (
-            f"The distribution each layer sees moves by {shift[1]:.3g} per step with noisy BN, against "
-            f"{shift[0]:.3g} with BN and {shift[2]:.3g} without BN (mean over layers and units of the change in "
-            f"each unit's mean plus the change in its std). After {self.steps_done} steps noisy BN reaches "
-            f"{percent(acc[1])} test accuracy, BN {percent(acc[0])} and no BN {percent(acc[2])}."
-        )
-        if all(self.claims().values()):
-            return text + (
-                " Noisy BN's layers see more shift than no BN's, yet it learns about as well as BN: keeping each "
-                "layer's input distribution still is not what makes BN help."
-            )
-        failed = [name for name, ok in self.claims().items() if not ok]
-        return text + f" At these settings noisy BN's result is not clear-cut (not {', not '.join(failed)})."
-
     def summary(self) -> dict:
         return {
             "spec": self.spec.to_dict(),
@@ -219,32 +201,3 @@ def run(spec: NoisySpec) -> Iterator[NoisyResult]:
             yield snapshot(step, False)
     model.set_noise(None)
     yield snapshot(step, True)
-
-
-def pytorch_snippet(spec: NoisySpec) -> str:
-    """BN, noisy BN and no BN on the same batches; test accuracy with the test set as one batch."""
-    code = snippet_head(spec) + [
-        "class NoisyBN(nn.BatchNorm1d):  # each unit: a random scale and shift after BN, new every training step",
-        "    def forward(self, x):",
-        "        y = super().forward(x)",
-        "        if torch.is_grad_enabled():  # training steps only",
-        f"            y = y * (1 + torch.rand(y.shape[1]) * {spec.noise_scale - 1:g}) "
-        f"+ (torch.rand(y.shape[1]) * 2 - 1) * {spec.noise_mean:g}",
-        "        return y",
-        "",
-        "",
-        "for name, norm in (('BN', nn.BatchNorm1d), ('noisy BN', NoisyBN), ('no BN', lambda w: nn.Identity())):",
-        "    net = mlp(norm)",
-        f"    opt = torch.optim.SGD(net.parameters(), lr={spec.noisy_lr:g})",
-        "    for idx in batches:",
-        "        loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-        "        opt.zero_grad()",
-        "        loss.backward()",
-        "        opt.step()",
-        "    with torch.no_grad():  # train mode without noise: the test set as one batch",
-        "        for m in net.modules():",
-        "            m.training = isinstance(m, nn.BatchNorm1d)",
-        "        acc = (net(x_test).argmax(1) == y_test).float().mean().item()",
-        "    print(f'{name}: test accuracy {acc:.1%}')",
-    ]
-    return "\n".join(code) + "\n"

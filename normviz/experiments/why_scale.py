@@ -28,8 +28,6 @@ from normviz.experiments.why_common import (
     backward_alive,
     digits,
     lr_param,
-    percent,
-    snippet_head,
 )
 from normviz.runs import Throttle
 from normviz.stacked import StackedMLP, StackShape, stacked_cross_entropy
@@ -39,7 +37,6 @@ MODELS = ("BN", "BN + weight decay", "BN, rate matched")
 DECAYED, MATCHED = 1, 2
 CHECK_SAMPLES = 256
 TORCH_EPS = 1e-5  # BatchNorm1d's default
-SAME_FUNCTION = 0.99  # agreement above which the notice calls two networks the same function
 
 
 @dataclass(frozen=True)
@@ -115,36 +112,6 @@ class ScaleResult(WhyResult):
     def effective_lr(self) -> np.ndarray:
         """(S, K, L) the rate each step turned w's direction with: rate / ‖w‖² (before the step)."""
         return self.hidden_lr / np.square(self.weight_norm[: len(self.hidden_lr)])
-
-    def notice(self) -> str:
-        if not len(self.hidden_lr):
-            return ""
-        w0, w1 = self.weight_norm[0].mean(-1), self.weight_norm[-1].mean(-1)  # (K,) mean over layers
-        eff = self.effective_lr()
-        e0, e1 = eff[0].mean(-1), eff[-1].mean(-1)
-        check = self.check
-        return (
-            f"Over {self.steps_done} steps the hidden weights' norm (mean over layers) went from {w0[0]:.3g} to "
-            f"{w1[0]:.3g} without weight decay and to {w1[DECAYED]:.3g} with λ = {self.spec.weight_decay:g}; the "
-            f"effective rate lr/‖w‖² went from {e0[0]:.3g} to {e1[0]:.3g} and to {e1[DECAYED]:.3g}, "
-            f"{e1[DECAYED] / e1[0]:.1f}x higher with decay. The network without decay but with the decayed one's "
-            f"effective rate predicts the same class on {percent(self.agreement)} of the test images (test accuracy "
-            f"{percent(self.test_acc[MATCHED])} against {percent(self.test_acc[DECAYED])})"
-            + (
-                ": weight decay changed the rate, not the function."
-                if self.agreement >= SAME_FUNCTION
-                else f". With BN's ε = {self.spec.bn_eps:g} the two drift apart: ε breaks the scale invariance where "
-                "the decayed weights make a layer's variance small."
-            )
-            + (
-                f" Live check: scaling a layer by c = {self.spec.scale_c:g} changed the outputs by at most "
-                f"{check['output_change'].max():.1e} (relative) and c·∇L(cw) differs from ∇L(w) by at most "
-                f"{check['grad_error'].max():.1e}; with BN's ε = 1e-5 by {check['output_change_with_eps'].max():.1e} "
-                f"and {check['grad_error_with_eps'].max():.1e}."
-                if check
-                else ""
-            )
-        )
 
     def check_table(self) -> list[dict]:
         """The live check, one row per hidden layer."""
@@ -249,37 +216,3 @@ def run(spec: ScaleSpec) -> Iterator[ScaleResult]:
     with_eps = scale_check(model, x_check, y_check, spec.scale_c, TORCH_EPS)
     check |= {f"{k}_with_eps": v for k, v in with_eps.items()}
     yield snapshot(step, True, check)
-
-
-def pytorch_snippet(spec: ScaleSpec) -> str:
-    """The scale-invariance check on one layer, then ‖w‖ and lr/‖w‖² with and without weight decay."""
-    code = snippet_head(spec) + [
-        f"c, xb, yb = {spec.scale_c:g}, x_train[:256].double(), y_train[:256]",
-        "net = mlp(lambda w: nn.BatchNorm1d(w, eps=1e-12)).double()  # ε ~ 0 (torch refuses 0): the identity holds",
-        "",
-        "",
-        "def out_and_grad(scale):  # scale the first layer's weights and bias by `scale`",
-        "    w = (net[0].weight * scale).detach().requires_grad_()",
-        "    out = net[1:](nn.functional.linear(xb, w, net[0].bias * scale))",
-        "    return out, torch.autograd.grad(nn.functional.cross_entropy(out, yb), w)[0]",
-        "",
-        "",
-        "(out, g), (out_c, g_c) = out_and_grad(1.0), out_and_grad(c)",
-        "print(f'outputs change by {(out_c - out).abs().max():.1e}', end=', ')",
-        "print(f'|c*g(cw) - g(w)| = {(c * g_c - g).abs().max():.1e}')",
-        "",
-        f"for wd in (0.0, {spec.weight_decay:g}):  # decay on the hidden (BN-followed) weights only",
-        f"    net = mlp(lambda w: nn.BatchNorm1d(w, eps={max(spec.bn_eps, 1e-12):g}))",
-        "    hidden = [m.weight for m in net[:-1] if isinstance(m, nn.Linear)]",
-        "    rest = [p for p in net.parameters() if all(p is not h for h in hidden)]",
-        f"    opt = torch.optim.SGD([{{'params': hidden, 'weight_decay': wd}}, {{'params': rest}}], lr={spec.lr:g})",
-        "    for idx in batches:",
-        "        loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])",
-        "        opt.zero_grad()",
-        "        loss.backward()",
-        "        opt.step()",
-        "    norms = [w.norm().item() for w in hidden]",
-        f"    rates = ' '.join(f'{{{spec.lr:g} / n**2:.2g}}' for n in norms)",
-        "    print(f'weight decay {wd}: |w| per layer', ' '.join(f'{n:.2f}' for n in norms), '; lr/|w|^2', rates)",
-    ]
-    return "\n".join(code) + "\n"

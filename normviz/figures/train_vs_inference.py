@@ -1,7 +1,8 @@
-"""Figures of the Train vs inference view, and the numbers its "what to notice" lines quote.
+"""Figures of the Train vs inference view; what to notice under them is written in
+normviz/lessons/train_vs_inference.py.
 
-Every function takes a finished part of an InferenceResult or BatchSizeResult and returns a plotly Figure
-(or a markdown string): no training here.
+Every figure takes a finished part of an InferenceResult or BatchSizeResult and returns a plotly Figure: no
+training here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from normviz.experiments.batch_size import BATCH_STAT_NORMS
-from normviz.experiments.inference import CAMERA_GAIN, CAMERA_OFFSET, FINETUNE_CASES, MATE_KINDS
+from normviz.experiments.inference import FINETUNE_CASES, MATE_KINDS
 from normviz.figures.memo import of_finished_results
 from normviz.figures.style import REFERENCE_COLOR, norm_color, style
 from normviz.layers import NORM_LABELS
@@ -22,7 +23,8 @@ CASE_COLORS = dict(zip(FINETUNE_CASES, ("#d62728", "#2ca02c")))
 MARK_COLOR = "rgba(120,120,120,0.5)"
 
 
-def _pct(v: float) -> str:
+def pct(v: float) -> str:
+    """An accuracy as the charts and the notices round it."""
     return "n/a" if not np.isfinite(v) else f"{v:.0%}"
 
 
@@ -33,7 +35,7 @@ def _batch_axis(fig: go.Figure, sizes, row: int | None = None, col: int | None =
     )
 
 
-def _nearest(sizes, batch: int) -> int:
+def nearest(sizes, batch: int) -> int:
     """The measured batch size closest to the slider's (on a log scale)."""
     return int(min(sizes, key=lambda s: abs(np.log2(s) - np.log2(batch))))
 
@@ -93,26 +95,6 @@ def train_vs_eval(result, batch: int, font_size: int = 14) -> go.Figure:
     return style(fig, "Test accuracy when the test set is fed in batches of B", font_size, height=430)
 
 
-def notice_train_vs_eval(result, batch: int) -> str:
-    mlp, cnn, sizes = result.mlp, result.cnn, list(result.mlp.sizes)
-    batch = _nearest(sizes, batch)
-    i = sizes.index(batch)
-    at = (
-        f" At batch {batch} (the slider), train mode scores {_pct(mlp.train_acc[i])} (MLP) and "
-        f"{_pct(cnn.train_acc[i])} (CNN)."
-    )
-    spread = float(np.ptp(mlp.eval_acc))
-    same = "exactly the same at every batch size" if spread == 0 else f"within {spread:.1%} across batch sizes"
-    return (
-        f"- **Eval mode** normalises with the running statistics, one sample at a time: "
-        f"{_pct(mlp.eval_acc[0])}, {same}.\n"
-        f"- **Train mode** normalises each batch with its own statistics: {_pct(mlp.train_acc[1])} at batch 2, "
-        f"{_pct(mlp.train_acc[-1])} at batch {sizes[-1]}. Large batches have statistics close to the running "
-        f"ones, small batches do not.{at}\n"
-        "- At batch 1 the MLP's BatchNorm1d refuses to run (red cross); the CNN's BatchNorm2d runs."
-    )
-
-
 # --- 2. batch size 1 ---------------------------------------------------------------------------------------
 @of_finished_results
 def single_image(result, font_size: int = 14) -> go.Figure:
@@ -129,17 +111,6 @@ def single_image(result, font_size: int = 14) -> go.Figure:
     fig.update_yaxes(title_text="probability of the true class", tickformat=".0%", range=[0, 1.02])
     fig.update_layout(barmode="group")
     return style(fig, "The small CNN, one 8x8 image at a time", font_size, height=380)
-
-
-def notice_single_image(result) -> str:
-    cnn = result.cnn
-    return (
-        f"- Alone in train mode, each image is normalised by its own per-channel statistics, and the CNN's "
-        f"test accuracy drops from {_pct(cnn.eval_acc[0])} (eval mode) to {_pct(cnn.train_acc[0])}.\n"
-        "- Why so low: the last BatchNorm2d sits before ReLU and global average pooling. Normalised over one "
-        "image's positions, every channel has mean β and standard deviation of about |γ| whatever the image, so only "
-        "the shape of each channel's values over the positions reaches the classifier."
-    )
 
 
 @of_finished_results
@@ -174,11 +145,11 @@ def story(result, font_size: int = 14) -> go.Figure:
     values = [result.mlp.eval_acc[0], 0.0, s.eval_correct.mean(), s.forgot_correct.mean(), s.eval_after_forgot]
     colors = [EVAL_COLOR, CRASH_COLOR, EVAL_COLOR, TRAIN_COLOR, "#7f7f7f"]
     text = [
-        _pct(values[0]),
+        pct(values[0]),
         "crash:<br>ValueError" if s.mlp_error else "",
-        _pct(values[2]),
-        _pct(values[3]),
-        _pct(values[4]),
+        pct(values[2]),
+        pct(values[3]),
+        pct(values[4]),
     ]
     fig.add_bar(
         x=names,
@@ -199,33 +170,13 @@ def story(result, font_size: int = 14) -> go.Figure:
     )
 
 
-def _compared(a: float, b: float) -> str:
-    """How a rounded percentage a stands to b, in words that stay true after rounding."""
-    return "the same as" if _pct(a) == _pct(b) else "above" if a > b else "below"
-
-
-def notice_story(result) -> str:
-    s = result.story
-    return (
-        f"- With `model.eval()` the CNN scores {_pct(s.eval_correct.mean())} frame by frame, exactly as in "
-        f"batches. Without it, each frame is normalised by itself: {_pct(s.forgot_correct.mean())}.\n"
-        "- The forgotten train mode also updated the running statistics with every frame, so they now describe "
-        f"these test frames: a later `.eval()` scores {_pct(s.eval_after_forgot)} (grey bar), "
-        f"{_compared(s.eval_after_forgot, s.eval_correct.mean())} the {_pct(s.eval_correct.mean())} of the "
-        "correct eval mode. That is test-time adaptation on the evaluation set, not a better model: the "
-        "statistics were estimated on the very frames that are then scored, so the score has seen the test "
-        "data and says nothing about frames still to come.\n"
-        "- The MLP would not even run: BatchNorm1d raises the error above at the first frame."
-    )
-
-
 # --- 3. batch-mates ----------------------------------------------------------------------------------------
 @of_finished_results
 def batch_mates(result, batch: int, font_size: int = 14) -> go.Figure:
     """The chosen image and its class probabilities with different batch-mates, train vs eval mode."""
     m = result.mates
     sizes = list(m.sizes)
-    batch = 1 if batch == 1 else _nearest(sizes, batch)
+    batch = 1 if batch == 1 else nearest(sizes, batch)
     fig = make_subplots(
         1,
         2,
@@ -267,24 +218,6 @@ def batch_mates(result, batch: int, font_size: int = 14) -> go.Figure:
     fig.update_yaxes(title_text="probability", tickformat=".0%", range=[0, 1.02], row=1, col=2)
     fig.update_layout(barmode="group")
     return style(fig, "One test image, different batch-mates (MLP with BatchNorm1d)", font_size, height=400)
-
-
-def notice_batch_mates(result, batch: int) -> str:
-    m = result.mates
-    sizes = list(m.sizes)
-    if batch == 1:
-        return "- Move the batch-size slider above 1 to give the image batch-mates."
-    batch = _nearest(sizes, batch)
-    i = sizes.index(batch)
-    p = m.train[i, :, m.label]
-    return (
-        f"- Train mode, batch {batch}: the probability of the true class {m.label} is {_pct(p[0])} with "
-        f"same-class batch-mates, {_pct(p[1])} with mixed ones and {_pct(p[2])} with class-{m.other_class} "
-        f"ones. The largest change of any class probability over all batch sizes: "
-        f"{m.spread('train'):.2f}.\n"
-        f"- Eval mode: {_pct(m.alone[m.label])} in every batch; the largest change is {m.spread('eval'):.1e}, "
-        "float rounding. A sample's answer should not depend on its neighbours: in production use eval mode."
-    )
 
 
 # --- 4. small-batch training -------------------------------------------------------------------------------
@@ -360,41 +293,6 @@ def sweep(result, batch: int, font_size: int = 14) -> go.Figure:
     )
 
 
-def notice_sweep(result) -> str:
-    sizes = list(result.sizes)
-    if 2 not in sizes or 32 not in sizes:
-        return "- Include batch sizes 2 and 32 in *Sweep batch sizes* for the numbers here."
-    lo, hi = sizes.index(2), sizes.index(32)
-    changes = ", ".join(
-        f"{NORM_LABELS.get(k, k)} {100 * (result.test_acc[i, lo] - result.test_acc[i, hi]):+.0f}".replace("-", "−")
-        for i, k in enumerate(result.norms)
-    )
-    lines = [
-        f"- Test accuracy from batch 32 to batch 2, in points: {changes}. LayerNorm and GroupNorm normalise "
-        "each sample on its own, so the batch size hardly matters to them."
-    ]
-    if "batch" in result.norms:
-        bn = result.norms.index("batch")
-        lines.append(
-            f"- Right panel, BN: train mode (the statistics of a batch of B, as in training) scores "
-            f"{_pct(result.train_mode_acc[bn, lo])} at batch 2 and {_pct(result.train_mode_acc[bn, hi])} at 32; "
-            f"eval mode {_pct(result.test_acc[bn, lo])} and {_pct(result.test_acc[bn, hi])}. Two samples reduce "
-            "every feature to ±1 (the sign of their difference), so at batch 2 BN learns little even in its own "
-            "mode, and eval mode meets running statistics that no such batch matched. Where a size trains for few "
-            "steps, the running averages also lag behind the weights."
-        )
-    if "renorm" in result.norms:
-        lines.append(
-            "- Batch Renorm corrects each batch toward the running statistics (r and d, clipped by rmax and "
-            "dmax) to shrink that mismatch: compare its numbers with BN's."
-        )
-    lines.append(
-        "- With *Lr scaling* set to none, one learning rate is too large or too small for some batch size "
-        "and the comparison turns into noise."
-    )
-    return "\n".join(lines)
-
-
 # --- 5. the online stream ----------------------------------------------------------------------------------
 @of_finished_results
 def stream(result, font_size: int = 14) -> go.Figure:
@@ -434,28 +332,6 @@ def stream(result, font_size: int = 14) -> go.Figure:
     fig.update_yaxes(title_text="batch size", row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
     return style(fig, "Online stream: the batch size changes every step", font_size, height=480)
-
-
-def notice_stream(result) -> str:
-    ones = int((result.stream_batch == 1).sum())
-    label = lambda k: NORM_LABELS.get(k, k)
-    line = f"- {ones} of {len(result.stream_batch)} steps had a batch of one (red triangles)."
-    skipped = [f"{label(k)} skipped {s}" for k, s in zip(result.norms, result.stream_skipped) if k in BATCH_STAT_NORMS]
-    if skipped:
-        line += (
-            " BN and Batch Renorm cannot normalise one sample by its own batch statistics (PyTorch raises the "
-            f"error above), so they skip those steps and never see those samples ({'; '.join(skipped)})."
-        )
-    if {"layer", "group"} & set(result.norms):
-        line += " LayerNorm and GroupNorm normalise each sample over its own features and train on it as usual."
-    final = ", ".join(f"{label(k)} {_pct(a)}" for k, a in zip(result.norms, result.stream_acc[-1]))
-    last = f"- Final test accuracy (eval mode): {final}."
-    if "batch" in result.norms:
-        last += (
-            " BN's statistics come from batches of changing size, each as noisy as it is small: lower "
-            "*Stream max batch* (e.g. to 8) and compare BN with the others."
-        )
-    return line + "\n" + last
 
 
 # --- 6. fine-tuning with frozen BN -------------------------------------------------------------------------
@@ -506,18 +382,4 @@ def finetune(result, font_size: int = 14) -> go.Figure:
         "Fine-tuning on a new camera with BatchNorm 'frozen' (solid: old camera, dotted: new)",
         font_size,
         height=400,
-    )
-
-
-def notice_finetune(result) -> str:
-    f = result.finetune
-    return (
-        f"- The new camera: pixels × {CAMERA_GAIN} + {CAMERA_OFFSET} (standardised units). Both runs set "
-        f"`requires_grad=False` on every BN γ and β (largest change of any of them: {f.gamma_change.max():g}).\n"
-        f"- Left in train mode, BN still updates its running statistics from every batch: they moved "
-        f"{f.mean_drift[-1, 0]:.2f} stds (mean) toward the new camera, and accuracy on the old camera went "
-        f"from {_pct(f.acc[0, 0, 0])} to {_pct(f.acc[-1, 0, 0])}.\n"
-        f"- With `.eval()` on the BN modules they do not move at all ({f.mean_drift[-1, 1]:.1g}); old-camera "
-        f"accuracy ends at {_pct(f.acc[-1, 1, 0])}, new-camera at {_pct(f.acc[-1, 1, 1])}. Call `.eval()` on "
-        "the BN modules again after every `model.train()`."
     )

@@ -1,8 +1,10 @@
-"""What the Running statistics page says around its charts: its introduction, the charts' captions, why
-PyTorch's running var is unbiased, the formulas and what to notice."""
+"""What the Running statistics page says around its charts: its introduction, the charts' captions, the
+momentum conventions table, why PyTorch's running var is unbiased, the formulas, what to notice, its presets and
+its PyTorch snippet."""
 
 from __future__ import annotations
 
+from normviz.config import Preset
 from normviz.experiments.running_stats import (
     CONVENTIONS,
     POPULATIONS,
@@ -10,6 +12,9 @@ from normviz.experiments.running_stats import (
     TRACE_CHANNELS,
     RunningStatsResult,
     RunningStatsSpec,
+    effective_window,
+    momentum_text,
+    start_value_left,
 )
 from normviz.figures import running_stats as figs
 from normviz.panels import Chart, Panel, Text, diverged
@@ -114,6 +119,19 @@ def first_layer(depth: int) -> int:
     return min(2, depth)
 
 
+def translation_rows(spec: RunningStatsSpec) -> list[dict]:
+    """The convention table: each tracked momentum in both conventions and its window."""
+    return [
+        {
+            "PyTorch momentum (weight of the new batch)": momentum_text(pt),
+            "Keras/TF/Flax momentum (weight of the old value)": momentum_text(round(1 - pt, 12)),
+            "effective window ≈ 1/m steps": f"{effective_window(pt):.0f}",
+            "share of the start value left after the run": f"{left:.2g}",
+        }
+        for pt, left in zip(spec.pytorch_momenta, start_value_left(spec))
+    ]
+
+
 def panels(
     part: Part,
     r: RunningStatsResult,
@@ -143,3 +161,101 @@ def panels(
             Chart("rs-precise", figs.precise_bn(r, shown, font), caption_precise(r)),
         ]
     return out
+
+
+# --- presets and the PyTorch snippet ------------------------------------------------------------------------
+
+PRESETS = {
+    "Are PyTorch 0.1 and Keras 0.99 the same thing?": Preset(
+        dict(convention="keras", momenta=(0.99, 0.9, 0.1), lr=0.05),
+        "They are not. Keras' momentum is the weight of the *old* value, PyTorch's the weight of the *new* "
+        "batch: PyTorch's default 0.1 is Keras 0.9, and Keras' default 0.99 is PyTorch 0.01, a ten times "
+        "longer window that still lags after 100 steps. Keras 0.1 (a number copied verbatim from PyTorch "
+        "code) is PyTorch 0.9: almost the last batch alone, the noisiest line.",
+    ),
+    "frozen network: only noise": Preset(
+        dict(lr=0.0, momenta=(0.01, 0.1, 0.5), steps=800, pop_every=20),
+        "With lr 0 the population does not move, so all that separates an estimate from it is noise and "
+        "the start-up bias. After the first ~1/m steps the error settles to a floor that shrinks with the "
+        "momentum (about sqrt(m/2) of the batch-to-batch spread): 0.01 beats 0.1 beats 0.5, and the "
+        "cumulative average, which weighs every batch equally, ends lowest of all.",
+    ),
+    "tiny momentum lags": Preset(
+        dict(init="std", init_std=0.01, momenta=(0.001, 0.01, 0.1), lr=0.05, bias_correction=True),
+        "BN makes each layer blind to the scale of its weights, and SGD keeps growing these small ones, so "
+        "the mean variance of each layer's BN inputs rises 7- to 12-fold during the run: the population moves. With "
+        "bias correction on there is no start-up bias left, yet momentum 0.001 (window ~1,000 steps) and "
+        "the cumulative average still describe an older network: their errors stay several times above "
+        "momentum 0.1's.",
+    ),
+    "running var starts at 1": Preset(
+        dict(init="std", init_std=0.01, momenta=(0.001, 0.01, 0.1), steps=400),
+        "With init std 0.01 the true variance of each BN input starts below 0.01, but PyTorch starts "
+        "running_var at 1. The start value fades as (1-m)^t: after 400 steps momentum 0.001 still keeps 67% "
+        "of it, its variance is far too large, and eval mode shrinks every activation: eval accuracy "
+        "collapses although training works. The cumulative average forgets the start at once; so does "
+        "the bias-corrected EMA (switch it on).",
+    ),
+    "PreciseBN fixes it": Preset(
+        dict(init="std", init_std=0.01, momenta=(0.001, 0.01), steps=300, recalibrate_batches=20),
+        "The running stats of momentum 0.001 are still mostly their start values after 300 steps, so its "
+        "eval accuracy is near chance while train mode works. PreciseBN throws the running stats away after "
+        "training and recomputes them from N training batches with the final weights, in train mode: eval "
+        "accuracy comes back to the train-mode level, whichever momentum was used. Try N = 1 to 5.",
+    ),
+}
+
+
+def pytorch_snippet(spec: RunningStatsSpec) -> str:
+    """A short PyTorch script: one BN layer, a shadow BatchNorm1d per momentum fed the same batches."""
+    w = spec.width
+    ms = ", ".join(momentum_text(m) for m in spec.pytorch_momenta) + (", None" if spec.cma else "")
+    notes = (
+        [f"# Keras momenta {', '.join(momentum_text(m) for m in spec.momenta)} are PyTorch's 1 - m"]
+        if spec.convention == "keras"
+        else []
+    )
+    if spec.var_estimator == "biased":
+        notes.append("# nn.BatchNorm1d always keeps the unbiased variance; Keras 3 / Flax keep the biased one")
+    if spec.bias_correction or spec.schedule == "ramp":
+        notes.append("# the app's bias correction / momentum ramp have no nn.BatchNorm1d equivalent: not shown")
+    zeros = (
+        "\nfor s in shadows:\n    s.running_var.zero_()  # running init: zeros (the book)"
+        if spec.running_init == "zeros"
+        else ""
+    )
+    return (
+        "\n".join(["import torch", "from torch import nn", "from sklearn.datasets import load_digits", *notes, ""])
+        + f"""
+torch.set_num_threads(1)  # a model this small runs fastest on one thread
+torch.manual_seed({spec.seed})
+x, y = load_digits(return_X_y=True)
+x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-8), dtype=torch.float32)
+y = torch.tensor(y)
+xtr, ytr, xte, yte = x[:1350], y[:1350], x[1350:], y[1350:]
+lin, bn, head = nn.Linear(64, {w}), nn.BatchNorm1d({w}), nn.Sequential(nn.ReLU(), nn.Linear({w}, 10))
+momenta = [{ms}]  # PyTorch convention: weight of the new batch; None = cumulative average
+shadows = [nn.BatchNorm1d({w}, momentum=m, affine=False) for m in momenta]  # running stats only{zeros}
+opt = torch.optim.SGD([*lin.parameters(), *bn.parameters(), *head.parameters()], lr={spec.lr:g})
+for step in range({spec.steps}):
+    idx = torch.randint(0, len(xtr), ({spec.batch_size},))
+    h = lin(xtr[idx])
+    for s in shadows:
+        s(h.detach())  # train mode: folds this batch into s.running_mean / s.running_var
+    loss = nn.functional.cross_entropy(head(bn(h)), ytr[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+with torch.no_grad():
+    h = lin(xtr)  # one BN layer right after the input: its population is the whole training set
+    pm, pv = h.mean(0), h.var(0)
+    bn.eval()
+    for m, s in zip(momenta, shadows):
+        err_mean = ((s.running_mean - pm).abs() / pv.sqrt()).mean()
+        err_var = (s.running_var / pv - 1).abs().mean()
+        bn.running_mean.copy_(s.running_mean)
+        bn.running_var.copy_(s.running_var)
+        acc = (head(bn(lin(xte))).argmax(1) == yte).float().mean()
+        print(f"momentum={{m}}: mean error {{err_mean:.4f}}, var error {{err_var:.4f}}, eval acc {{acc:.3f}}")
+"""
+    )

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import e2e_helpers as h
 import pytest
 
-from normviz.experiments import running_stats as rs
+from normviz.lessons import running_stats as lesson
 
 pytestmark = pytest.mark.browser
 
@@ -148,7 +148,7 @@ def _view_link(page) -> str:
 
 def test_a_link_with_main_area_controls_and_a_preset_reproduces_them(app_server, browser):
     preset = "tiny momentum lags"
-    notice = rs.PRESETS[preset].notice[:40]
+    notice = lesson.PRESETS[preset].notice[:40]
     query = urlencode({"preset": preset, "layer": 3, "population": "eval", "momenta_shown": "0,2"})
     teacher = browser.new_context(viewport=h.VIEWPORT).new_page()
     student = browser.new_context(viewport=h.VIEWPORT).new_page()
