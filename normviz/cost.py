@@ -316,7 +316,7 @@ def shipped_specs() -> list[Spec]:
     `view` choices, where it has them), every view's presets and every tour stop."""
     from normviz import views
     from normviz.experiments import spec_classes
-    from normviz.tour import TOUR
+    from normviz.lessons.tour import TOUR
 
     specs = [spec_cls() for spec_cls in spec_classes().values()]
     for v in views.VIEWS:

@@ -3,7 +3,7 @@
     python -m normviz report --out report.html                      # every preset of every page
     python -m normviz report --preset "He init + ReLU" --out he.html  # only the named ones
 
-Presets come in the order of the guided tour (normviz.tour). Each is trained headless (the same
+Presets come in the order of the guided tour (normviz.lessons.tour). Each is trained headless (the same
 run(spec) as the pages) and drawn with its page's figures; plotly.js is embedded once, so the file
 works without a network.
 """
@@ -25,8 +25,8 @@ from normviz import views
 from normviz.config import Preset, Spec
 from normviz.figures.export import EXPORT_TEMPLATE
 from normviz.figures.style import FONT_SIZES
+from normviz.lessons.tour import TOUR
 from normviz.panels import Chart
-from normviz.tour import TOUR
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ import segno
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from normviz import cost, data, playback, tour, views
+from normviz import cost, data, playback, views
 from normviz.config import DataSpec, Preset, Spec, SpecError, quote, unknown_parameter
 from normviz.data import DataError
 from normviz.figures import compare, export
 from normviz.figures.style import FONT_SIZES
+from normviz.lessons import tour
 from normviz.panels import Chart, Panel, Table, Worked
 from normviz.service import QueueFull, default_service
 

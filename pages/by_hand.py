@@ -35,14 +35,14 @@ cols[5].caption(lesson.momentum_caption(result))
 ui.draw(lesson.tips(result, "forward"))
 
 st.subheader("The forward pass, step by step")
-focus = result.focus() + 1  # a new batch (or preset) puts its focus first again
+focus = result.focus()  # a new batch (or preset) puts its focus first again
 j = ui.show_control(
     PAGE,
     "feature",
     st.radio,
     "Numbers plugged into the formulas: sample 1 of",
     range(1, c + 1),
-    default=focus,
+    default=focus + 1,
     key=f"{PAGE}.feature{c}.{focus}",
     horizontal=True,
     format_func=lambda k: f"feature {k}",

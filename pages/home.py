@@ -1,7 +1,7 @@
 import streamlit as st
 
 from normviz import ui, views
-from normviz.tour import TOUR
+from normviz.lessons.tour import TOUR
 
 ui.enter_through_app()
 st.title("normviz: see what BatchNorm does")

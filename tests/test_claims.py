@@ -24,7 +24,7 @@ import pytest
 import normviz.experiments
 import normviz.lessons
 from normviz import views
-from normviz.tour import TOUR
+from normviz.lessons.tour import TOUR
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_NAMES = ("NOTICE", "CAPTIONS", "WHAT_TO_NOTICE", "WHY_UNBIASED", "RENORM_VS_PAPER", "FORMULAS")  # none outside

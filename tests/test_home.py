@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from normviz.experiments import activations as act
 from normviz.lessons.activations import PRESETS
+from normviz.lessons.tour import TOUR
 from normviz.runs import STORE, final
-from normviz.tour import TOUR
 
 torch.set_num_threads(1)
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -7,8 +7,9 @@ from pathlib import Path
 from live_pages import run_to_final
 from streamlit.testing.v1 import AppTest
 
-from normviz import tour, views
+from normviz import views
 from normviz.figures.style import FONT_SIZES
+from normviz.lessons import tour
 
 ROOT = Path(__file__).resolve().parents[1]
 BY_HAND = views.view("by_hand")

@@ -7,7 +7,7 @@ import torch
 
 from normviz import cli, report, views
 from normviz.lessons import activations
-from normviz.tour import TOUR
+from normviz.lessons.tour import TOUR
 
 torch.set_num_threads(1)
 PRESET = "He init + ReLU"  # the fastest lesson (about 2 s)

@@ -8,7 +8,7 @@ import pytest
 
 from normviz import views
 from normviz.config import Spec
-from normviz.tour import TOUR
+from normviz.lessons.tour import TOUR
 
 ROOT = Path(__file__).resolve().parents[1]
 

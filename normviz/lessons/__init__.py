@@ -2,5 +2,4 @@
 says around its charts (introductions, each chart's title and caption, what to notice, formulas, the words a
 run's numbers fill in), the charts it draws (`panels`), its presets (`PRESETS`: the settings each changes and
 what to notice) and its "Reproduce in PyTorch" snippets. Numbers in it are formatted from the code's constants or
-a run's result, and tests/test_claims.py checks every other number. Still elsewhere: BN by hand's notes and
-worked steps (experiments/by_hand.py, pages/by_hand.py)."""
+a run's result, and tests/test_claims.py checks every other number."""

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import e2e_helpers as h
 import pytest
 
-from normviz import tour
+from normviz.lessons import tour
 
 pytestmark = pytest.mark.browser
 
