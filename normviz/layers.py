@@ -5,8 +5,35 @@ Internally one momentum convention: PyTorch's (`m` = weight of the new batch sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One activation in the forms the code needs: a layer, a function, and a function that overwrites its input
+    (for forward passes that keep no intermediate tensors)."""
+
+    module: type[nn.Module]
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    in_place: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+# by the names config.ACTIVATIONS lets a Spec choose
+ACTIVATION_FORMS = {
+    "relu": Activation(nn.ReLU, torch.relu, torch.relu_),
+    "tanh": Activation(nn.Tanh, torch.tanh, torch.tanh_),
+    "sigmoid": Activation(nn.Sigmoid, torch.sigmoid, torch.sigmoid_),
+    "gelu": Activation(nn.GELU, nn.functional.gelu, nn.functional.gelu),
+    "linear": Activation(nn.Identity, _identity, _identity),
+}
 
 RUNNING_INITS = ("pytorch", "zeros")
 VAR_ESTIMATORS = ("unbiased", "biased")
@@ -291,6 +318,14 @@ NORM_LABELS = {
 }
 
 
+def group_count(channels: int, groups: int) -> int:
+    """The group count GroupNorm really gets: the largest divisor of `channels` not above `groups`."""
+    g = max(1, min(groups, channels))
+    while channels % g:
+        g -= 1
+    return g
+
+
 def make_norm(kind: str, num_channels: int, *, groups: int = 4, **kwargs) -> nn.Module:
     """The norm layer called `kind`; `kwargs` go to its constructor (e.g. momenta= for batch, rmax= for renorm)."""
     if kind == "none":
@@ -302,10 +337,7 @@ def make_norm(kind: str, num_channels: int, *, groups: int = 4, **kwargs) -> nn.
     if kind == "instance":
         return InstanceNorm(num_channels, **kwargs)
     if kind == "group":
-        g = min(groups, num_channels)
-        while num_channels % g:  # the largest group count <= groups that divides the channels
-            g -= 1
-        return GroupNorm(g, num_channels, **kwargs)
+        return GroupNorm(group_count(num_channels, groups), num_channels, **kwargs)
     if kind == "renorm":
         return BatchRenorm(num_channels, **kwargs)
     raise ValueError(f"unknown norm kind {kind!r}; valid kinds: {NORM_KINDS}")

@@ -7,16 +7,9 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from normviz.layers import BatchNorm, LayerNorm, WSConv2d, make_norm
+from normviz.layers import ACTIVATION_FORMS, BatchNorm, LayerNorm, WSConv2d, make_norm
 from normviz.stacked import init_std as scheme_std  # the std each init scheme gives
 
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "linear": nn.Identity,
-}
 RNN_NORMS = ("none", "batch", "layer")
 
 
@@ -68,7 +61,7 @@ class MLP(nn.Module):
             raise ValueError("InstanceNorm needs spatial dimensions; an MLP's (B, C) activations have none")
         sizes = [n_in] + [width] * depth
         self.blocks = nn.ModuleList(
-            Block(nn.Linear(a, b), make_norm(norm, b, **norm_kwargs), ACTIVATIONS[activation](), norm_place)
+            Block(nn.Linear(a, b), make_norm(norm, b, **norm_kwargs), ACTIVATION_FORMS[activation].module(), norm_place)
             for a, b in pairwise(sizes)
         )
         self.head = nn.Linear(sizes[-1], n_out)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 
-ACTIVATION_MODULES = {
-    "relu": "nn.ReLU()",
-    "tanh": "nn.Tanh()",
-    "sigmoid": "nn.Sigmoid()",
-    "gelu": "nn.GELU()",
-    "linear": "nn.Identity()",
-}
+from normviz.layers import ACTIVATION_FORMS
+
+
+def activation_layer(name: str) -> str:
+    """The torch layer of an activation, as source: "nn.ReLU()"."""
+    return f"nn.{ACTIVATION_FORMS[name].module.__name__}()"
+
+
 SYNTHETIC_DEFAULT_SAMPLES = 1000  # as in normviz.data
 DIGITS_SAMPLES = 1797
 

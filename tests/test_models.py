@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from normviz.layers import NORM_KINDS, BatchNorm, LayerNorm, WSConv2d
-from normviz.models import ACTIVATIONS, MLP, RowRNN, SmallCNN, init_linear_, rows_as_sequence
+from normviz.config import ACTIVATIONS
+from normviz.layers import ACTIVATION_FORMS, NORM_KINDS, BatchNorm, LayerNorm, WSConv2d
+from normviz.models import MLP, RowRNN, SmallCNN, init_linear_, rows_as_sequence
 
 
 @pytest.mark.parametrize("init, expected", [("std", 0.05), ("xavier", math.sqrt(1 / 400)), ("he", math.sqrt(2 / 400))])
@@ -30,13 +31,23 @@ def test_init_is_reproducible_with_a_generator():
     assert torch.equal(a.weight, b.weight)
 
 
-@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation_a_spec_may_choose_has_its_layer_and_functions():
+    assert tuple(ACTIVATION_FORMS) == ACTIVATIONS
+    x = torch.randn(4, 6)
+    for name, forms in ACTIVATION_FORMS.items():
+        expected = forms.module()(x)
+        assert torch.equal(forms.fn(x), expected) and torch.equal(forms.in_place(x.clone()), expected), name
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("norm", [k for k in NORM_KINDS if k != "instance"])
 @pytest.mark.parametrize("norm_place", ["before", "after"])
 def test_mlp_shapes(activation, norm, norm_place):
     model = MLP(64, 10, depth=3, width=20, activation=activation, norm=norm, norm_place=norm_place)
     assert len(model.blocks) == 3
-    assert all(isinstance(b.act, ACTIVATIONS[activation]) and isinstance(b.linear, nn.Linear) for b in model.blocks)
+    assert all(
+        isinstance(b.act, ACTIVATION_FORMS[activation].module) and isinstance(b.linear, nn.Linear) for b in model.blocks
+    )
     y = model(torch.randn(8, 64))
     assert y.shape == (8, 10)
     y.sum().backward()

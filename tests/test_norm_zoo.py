@@ -16,18 +16,17 @@ from normviz.experiments.norm_zoo import (
     Replicas,
     ZooSpec,
     build,
-    effective_groups,
     eval_accuracy,
 )
-from normviz.layers import NORM_LABELS, BatchNorm, BatchRenorm, GroupNorm, WSConv2d
+from normviz.layers import NORM_LABELS, BatchNorm, BatchRenorm, GroupNorm, WSConv2d, group_count
 from normviz.lessons import alternatives as lesson
 from normviz.runs import final
 from normviz.stacked import stacked_cross_entropy
 
 
 @pytest.mark.parametrize("channels, groups, expected", [(16, 4, 4), (16, 3, 2), (32, 32, 32), (16, 64, 16), (6, 4, 3)])
-def test_effective_groups(channels, groups, expected):
-    assert effective_groups(channels, groups) == expected
+def test_group_count(channels, groups, expected):
+    assert group_count(channels, groups) == expected
 
 
 def test_build_gives_each_norm_its_layers():

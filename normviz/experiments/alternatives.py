@@ -16,8 +16,8 @@ from torch import nn
 
 from normviz.config import Spec, ViewsSpec, param
 from normviz.experiments import norm_cost, norm_zoo, rnn_norms, sync_bn
-from normviz.experiments.norm_zoo import digits, effective_groups
-from normviz.layers import NORM_LABELS
+from normviz.experiments.norm_zoo import digits
+from normviz.layers import NORM_LABELS, group_count
 
 AXES_KINDS = ("batch", "layer", "instance", "group", "rms")
 EPS = 1e-5
@@ -159,7 +159,7 @@ class AxesResult:
 def run(spec: AxesSpec) -> Iterator[AxesResult]:
     """Nothing to train: one final result."""
     x = small_tensor(spec)
-    g = effective_groups(spec.channels, spec.groups)
+    g = group_count(spec.channels, spec.groups)
     sets = {k: stat_sets(k, x.shape, g) for k in AXES_KINDS}
     normalized = {k: (rms_by_sets if k == "rms" else normalize_by_sets)(x, s) for k, s in sets.items()}
     yield AxesResult(spec, x, g, sets, normalized)

@@ -22,10 +22,10 @@ from torch import nn
 
 from normviz.config import DataSpec, ModelSpec, SpecError, param
 from normviz.data import load_checked
-from normviz.layers import renorm_correction
+from normviz.layers import ACTIVATION_FORMS, group_count, renorm_correction
 from normviz.runs import Throttle
 from normviz.runtime import check_cancelled
-from normviz.stacked import ACTIVATION_FNS, init_std, stacked_cross_entropy, stacked_linears
+from normviz.stacked import init_std, stacked_cross_entropy, stacked_linears
 from normviz.train import StackedTrainer, accuracy, mark_diverged
 
 NORM_CHOICES = ("batch", "group", "layer", "renorm", "none")  # the order of charts and JSON
@@ -102,14 +102,6 @@ def stack_order(norms) -> list[str]:
     return sorted(norms, key=STACK_ORDER.index)
 
 
-def group_count(groups: int, channels: int) -> int:
-    """The largest group count <= groups that divides the channels (as `make_norm` chooses)."""
-    g = min(groups, channels)
-    while channels % g:
-        g -= 1
-    return g
-
-
 class NormStack(nn.Module):
     """K MLPs of one shape, one per norm kind, trained as one computation: stacked weights (K, fan_in, fan_out).
 
@@ -140,8 +132,8 @@ class NormStack(nn.Module):
         super().__init__()
         self.kinds = stack_order(norms)
         self.k, self.width, self.depth, self.norm_place = len(self.kinds), width, depth, norm_place
-        self.act = ACTIVATION_FNS[activation]
-        self.groups, self.momentum, self.eps = group_count(groups, width), momentum, eps
+        self.act = ACTIVATION_FORMS[activation].fn
+        self.groups, self.momentum, self.eps = group_count(width, groups), momentum, eps
         self.rmax, self.dmax = rmax, dmax
         self.n_bn = sum(k == "batch" for k in self.kinds)
         self.n_rn = sum(k == "renorm" for k in self.kinds)

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from normviz.config import Spec, param
-from normviz.experiments.norm_zoo import build, digits, effective_groups, groups_param, model_param, norms_for
-from normviz.layers import NORM_LABELS
+from normviz.experiments.norm_zoo import build, digits, groups_param, model_param, norms_for
+from normviz.layers import NORM_LABELS, group_count
 from normviz.runs import Throttle
 from normviz.runtime import check_cancelled
 
@@ -53,7 +53,7 @@ def torch_norm(kind: str, channels: int, groups: int, conv: bool) -> nn.Module |
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
     if kind in ("group", "group+ws"):
-        return nn.GroupNorm(effective_groups(channels, groups), channels)
+        return nn.GroupNorm(group_count(channels, groups), channels)
     return None
 
 

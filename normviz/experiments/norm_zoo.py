@@ -23,7 +23,7 @@ from torch.func import functional_call, stack_module_state
 
 from normviz.config import DataSpec, Spec, param
 from normviz.data import Dataset, load_checked
-from normviz.layers import NORM_LABELS, RMSNorm
+from normviz.layers import NORM_LABELS, RMSNorm, group_count
 from normviz.models import MLP, SmallCNN
 from normviz.runs import Throttle
 from normviz.stacked import stacked_cross_entropy
@@ -101,14 +101,6 @@ def norms_for(model: str) -> tuple[str, ...]:
 def zoo_norms(model: str) -> tuple[str, ...]:
     """The norms "every norm on the same model" trains: norms_for(model) and RMSNorm (which norm_cost does not time)."""
     return norms_for(model) + ("rms",)
-
-
-def effective_groups(channels: int, groups: int) -> int:
-    """The group count GroupNorm really gets: the largest divisor of `channels` not above `groups`."""
-    g = max(1, min(groups, channels))
-    while channels % g:
-        g -= 1
-    return g
 
 
 def build(model: str, norm: str, groups: int, seed: int, n_classes: int = 10) -> nn.Module:
@@ -272,7 +264,7 @@ def run(spec: ZooSpec) -> Iterator[ZooResult]:
         return ZooResult(
             spec,
             norms,
-            effective_groups(first, spec.groups),
+            group_count(first, spec.groups),
             step,
             done,
             np.array(losses, np.float32).reshape(-1, len(norms)),

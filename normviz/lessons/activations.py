@@ -71,7 +71,7 @@ PRESETS = {
 def pytorch_snippet(spec: ActivationsSpec) -> str:
     """A short script: the BN and no-BN MLPs from the same weights, per-layer activation scale, accuracy."""
     data_import, data = snippets.data_lines(spec)
-    act = snippets.ACTIVATION_MODULES[spec.activation]
+    act = snippets.activation_layer(spec.activation)
     block = "norm(), " + act if spec.norm_place == "before" else act + ", norm()"
     optim = (
         f"torch.optim.Adam(net.parameters(), lr={spec.lr:g})"

@@ -12,10 +12,11 @@ from normviz.config import DataSpec, Preset, Spec
 from normviz.experiments import norm_zoo
 from normviz.experiments.alternatives import AlternativesSpec, AxesSpec
 from normviz.experiments.norm_cost import CostResult, CostSpec
-from normviz.experiments.norm_zoo import CNN_CHANNELS, MLP_WIDTH, ZooSpec, effective_groups
+from normviz.experiments.norm_zoo import CNN_CHANNELS, MLP_WIDTH, ZooSpec
 from normviz.experiments.rnn_norms import REPEATS, TRAIN_STEPS, RNNResult, RNNSpec
 from normviz.experiments.sync_bn import SyncBNResult, SyncBNSpec
 from normviz.figures import alternatives as figs
+from normviz.layers import group_count
 from normviz.panels import Chart, Panel, Table, Text, diverged, percent_columns
 from normviz.views import Part
 
@@ -320,7 +321,7 @@ def pytorch_snippet(spec: Spec) -> str:
 
 
 def _axes_snippet(spec: AxesSpec) -> str:
-    g = effective_groups(spec.channels, spec.groups)
+    g = group_count(spec.channels, spec.groups)
     return f"""import torch
 from torch import nn
 
@@ -350,11 +351,11 @@ def _every_norm_snippet(spec: ZooSpec) -> str:
         "cnn": (
             "lambda c, kind: {'batch': nn.BatchNorm2d(c), 'layer': nn.GroupNorm(1, c), "
             "'instance': nn.InstanceNorm2d(c, affine=True),\n"
-            f"    'group': nn.GroupNorm({effective_groups(CNN_CHANNELS[0], spec.groups)}, c)}}[kind]"
+            f"    'group': nn.GroupNorm({group_count(CNN_CHANNELS[0], spec.groups)}, c)}}[kind]"
         ),
         "mlp": (
             "lambda c, kind: {'batch': nn.BatchNorm1d(c), 'layer': nn.LayerNorm(c), "
-            f"'group': nn.GroupNorm({effective_groups(MLP_WIDTH, spec.groups)}, c)}}[kind]"
+            f"'group': nn.GroupNorm({group_count(MLP_WIDTH, spec.groups)}, c)}}[kind]"
         ),
     }[spec.model]
     if spec.model == "cnn":

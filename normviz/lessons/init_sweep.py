@@ -88,7 +88,7 @@ PRESETS = {
 def pytorch_snippet(spec: InitSweepSpec) -> str:
     """A short script: the sweep with torch.nn, final train accuracy (eval mode) per init std, BN and not."""
     data_import, data = snippets.data_lines(spec)
-    act = snippets.ACTIVATION_MODULES[spec.activation]
+    act = snippets.activation_layer(spec.activation)
     zeros = (
         "            m.running_var.zero_()  # the book starts running var at 0 (PyTorch: 1)"
         if spec.running_init == "zeros"

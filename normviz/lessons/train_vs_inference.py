@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from normviz.config import Preset
-from normviz.experiments.batch_size import BATCH_STAT_NORMS, REF_BATCH, STREAM_EVAL_EVERY, BatchSizeSpec, group_count
+from normviz.experiments.batch_size import BATCH_STAT_NORMS, REF_BATCH, STREAM_EVAL_EVERY, BatchSizeSpec
 from normviz.experiments.inference import CAMERA_GAIN, CAMERA_OFFSET, TrainVsInferenceSpec
 from normviz.figures import train_vs_inference as figs
 from normviz.figures.train_vs_inference import nearest, pct
-from normviz.layers import NORM_LABELS
+from normviz.layers import NORM_LABELS, group_count
 from normviz.panels import Chart, Panel, Text, diverged
 from normviz.views import Part
 
@@ -330,7 +330,7 @@ def _batch_size_snippet(spec: BatchSizeSpec) -> str:
     """BN vs GroupNorm vs LayerNorm at the smallest and the largest swept batch size, in plain PyTorch."""
     torch_norms = {
         "batch": "nn.BatchNorm1d(w)",
-        "group": f"nn.GroupNorm({group_count(spec.groups, spec.width)}, w)",
+        "group": f"nn.GroupNorm({group_count(spec.width, spec.groups)}, w)",
         "layer": "nn.LayerNorm(w)",
         "none": "nn.Identity()",
     }
