@@ -25,6 +25,23 @@ def init_std_expr(init: str, std: float, fan_in: str = "m.in_features") -> str:
     return {"std": f"{std:g}", "xavier": f"{fan_in} ** -0.5", "he": f"(2 / {fan_in}) ** 0.5"}[init]
 
 
+STANDARDIZED = "(x - x.mean(0)) / (x.std(0) + 1e-8)"
+
+
+def digits_lines(n_train: int, scaled: str = STANDARDIZED, rows: bool = False) -> str:
+    """Loading scikit-learn's 8x8 digits, split in order as the digits experiments split them, as
+    x_train, y_train, x_test, y_test (`rows`: each image as a sequence of its 8 rows)."""
+    shape = ".reshape(-1, 8, 8)" if rows else ""
+    return "\n".join(
+        [
+            "x, y = load_digits(return_X_y=True)",
+            f"x, y = torch.tensor({scaled}, dtype=torch.float32){shape}, torch.tensor(y)"
+            + ("  # 8 rows = 8 steps" if rows else ""),
+            f"x_train, y_train, x_test, y_test = x[:{n_train}], y[:{n_train}], x[{n_train}:], y[{n_train}:]",
+        ]
+    )
+
+
 def data_lines(spec) -> tuple[str, list[str]]:
     """(import line, code lines) loading a DataSpec's data as x_train, y_train, x_test, y_test tensors."""
     n = spec.n_samples or SYNTHETIC_DEFAULT_SAMPLES

@@ -378,10 +378,7 @@ from sklearn.datasets import load_digits
 
 torch.set_num_threads(1)  # tiny networks: one thread is fastest
 torch.manual_seed({spec.seed})
-x, y = load_digits(return_X_y=True)
-x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-8), dtype=torch.float32)
-y = torch.tensor(y)
-x_train, y_train, x_test, y_test = x[:1350], y[:1350], x[1350:], y[1350:]
+{snippets.digits_lines(1350)}
 norm = {norm_layer}
 for kind in {kinds}:
     torch.manual_seed({spec.seed})
@@ -469,9 +466,7 @@ from sklearn.datasets import load_digits
 
 torch.set_num_threads(1)  # tiny networks: one thread is fastest
 torch.manual_seed({spec.seed})
-x, y = load_digits(return_X_y=True)
-x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-8), dtype=torch.float32).reshape(-1, 8, 8)  # 8 rows = 8 steps
-y = torch.tensor(y)
+{snippets.digits_lines(1400, rows=True)}
 w_x, w_h, head = nn.Linear(8, 64), nn.Linear(64, 64, bias=False), nn.Linear(64, 10)
 bns = nn.ModuleList(nn.BatchNorm1d(64) for _ in range(8))  # BN needs statistics for every time step
 params = [*w_x.parameters(), *w_h.parameters(), *head.parameters(), *bns.parameters()]

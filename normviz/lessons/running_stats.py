@@ -4,6 +4,7 @@ its PyTorch snippet."""
 
 from __future__ import annotations
 
+from normviz import snippets
 from normviz.config import Preset
 from normviz.experiments.running_stats import (
     CONVENTIONS,
@@ -229,25 +230,22 @@ def pytorch_snippet(spec: RunningStatsSpec) -> str:
         + f"""
 torch.set_num_threads(1)  # a model this small runs fastest on one thread
 torch.manual_seed({spec.seed})
-x, y = load_digits(return_X_y=True)
-x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-8), dtype=torch.float32)
-y = torch.tensor(y)
-xtr, ytr, xte, yte = x[:1350], y[:1350], x[1350:], y[1350:]
+{snippets.digits_lines(1350)}
 lin, bn, head = nn.Linear(64, {w}), nn.BatchNorm1d({w}), nn.Sequential(nn.ReLU(), nn.Linear({w}, 10))
 momenta = [{ms}]  # PyTorch convention: weight of the new batch; None = cumulative average
 shadows = [nn.BatchNorm1d({w}, momentum=m, affine=False) for m in momenta]  # running stats only{zeros}
 opt = torch.optim.SGD([*lin.parameters(), *bn.parameters(), *head.parameters()], lr={spec.lr:g})
 for step in range({spec.steps}):
-    idx = torch.randint(0, len(xtr), ({spec.batch_size},))
-    h = lin(xtr[idx])
+    idx = torch.randint(0, len(x_train), ({spec.batch_size},))
+    h = lin(x_train[idx])
     for s in shadows:
         s(h.detach())  # train mode: folds this batch into s.running_mean / s.running_var
-    loss = nn.functional.cross_entropy(head(bn(h)), ytr[idx])
+    loss = nn.functional.cross_entropy(head(bn(h)), y_train[idx])
     opt.zero_grad()
     loss.backward()
     opt.step()
 with torch.no_grad():
-    h = lin(xtr)  # one BN layer right after the input: its population is the whole training set
+    h = lin(x_train)  # one BN layer right after the input: its population is the whole training set
     pm, pv = h.mean(0), h.var(0)
     bn.eval()
     for m, s in zip(momenta, shadows):
@@ -255,7 +253,7 @@ with torch.no_grad():
         err_var = (s.running_var / pv - 1).abs().mean()
         bn.running_mean.copy_(s.running_mean)
         bn.running_var.copy_(s.running_var)
-        acc = (head(bn(lin(xte))).argmax(1) == yte).float().mean()
+        acc = (head(bn(lin(x_test))).argmax(1) == y_test).float().mean()
         print(f"momentum={{m}}: mean error {{err_mean:.4f}}, var error {{err_var:.4f}}, eval acc {{acc:.3f}}")
 """
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from normviz import snippets
 from normviz.config import Preset
 from normviz.experiments.batch_size import BATCH_STAT_NORMS, REF_BATCH, STREAM_EVAL_EVERY, BatchSizeSpec
 from normviz.experiments.inference import CAMERA_GAIN, CAMERA_OFFSET, TrainVsInferenceSpec
@@ -296,31 +297,28 @@ from torch import nn
 
 torch.manual_seed({spec.seed})
 torch.set_num_threads(1)  # tiny models: one thread is fastest
-X, y = load_digits(return_X_y=True)
-X = torch.tensor((X - X.mean(0)) / (X.std(0) + 1e-8), dtype=torch.float32)
-y = torch.tensor(y)
-Xtr, ytr, Xte, yte = X[:1350], y[:1350], X[1350:], y[1350:]
+{snippets.digits_lines(1350)}
 W, M, B = {spec.width}, {spec.momentum}, {spec.train_batch}
 model = nn.Sequential({layers} nn.Linear(W, 10))
 opt = torch.optim.SGD(model.parameters(), lr={spec.lr} * B / {REF_BATCH}, momentum={spec.sgd_momentum})
 for epoch in range({spec.train_epochs}):
-    perm = torch.randperm(len(Xtr))
-    for i in range(0, len(Xtr) - B + 1, B):
+    perm = torch.randperm(len(x_train))
+    for i in range(0, len(x_train) - B + 1, B):
         idx = perm[i:i + B]
-        loss = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
+        loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
         opt.zero_grad(); loss.backward(); opt.step()
 
 def acc(net, batch):  # the test set fed in batches of `batch` (a short last batch is left out)
-    n = len(Xte) // batch * batch
+    n = len(x_test) // batch * batch
     with torch.no_grad():
-        pred = torch.cat([net(Xte[i:i + batch]).argmax(1) for i in range(0, n, batch)])
-    return (pred == yte[:n]).float().mean().item()
+        pred = torch.cat([net(x_test[i:i + batch]).argmax(1) for i in range(0, n, batch)])
+    return (pred == y_test[:n]).float().mean().item()
 
 print("eval mode:", acc(model.eval(), 1))
 for batch in {sizes}:  # a copy, so the running statistics stay untouched
     print(f"train mode, batch {{batch}}:", acc(copy.deepcopy(model).train(), batch))
 try:
-    copy.deepcopy(model).train()(Xte[:1])
+    copy.deepcopy(model).train()(x_test[:1])
 except ValueError as err:
     print("train mode, batch 1:", err)
 """
@@ -347,10 +345,7 @@ from torch import nn
 
 {note}torch.manual_seed({spec.seed})
 torch.set_num_threads(1)  # tiny models: one thread is fastest
-X, y = load_digits(return_X_y=True)
-X = torch.tensor((X - X.mean(0)) / (X.std(0) + 1e-8), dtype=torch.float32)
-y = torch.tensor(y)
-Xtr, ytr, Xte, yte = X[:1350], y[:1350], X[1350:], y[1350:]
+{snippets.digits_lines(1350)}
 NORMS = {{{", ".join(f'"{k}": lambda w: {torch_norms[k]}' for k in norms)}}}
 
 def mlp(norm, w={spec.width}, depth={spec.depth}):
@@ -365,13 +360,13 @@ for B in {sizes}:
         model = mlp(norm)
         opt = torch.optim.SGD(model.parameters(), lr={spec.lr} * B / {REF_BATCH})  # linear scaling rule
         for epoch in range({spec.epochs}):
-            perm = torch.randperm(len(Xtr))
-            for i in range(0, len(Xtr) - B + 1, B):
+            perm = torch.randperm(len(x_train))
+            for i in range(0, len(x_train) - B + 1, B):
                 idx = perm[i:i + B]
-                loss = nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
+                loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
                 opt.zero_grad(); loss.backward(); opt.step()
         model.eval()  # running statistics for BN
         with torch.no_grad():
-            acc = (model(Xte).argmax(1) == yte).float().mean().item()
+            acc = (model(x_test).argmax(1) == y_test).float().mean().item()
         print(f"batch {{B:4d}}  {{norm:6s}} test accuracy {{acc:.3f}}")
 """

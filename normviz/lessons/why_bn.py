@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from normviz import snippets
 from normviz.config import Preset
 from normviz.experiments import why_adabn
 from normviz.experiments.why_adabn import CLOSE, AdaBNResult, AdaBNSpec
@@ -473,15 +474,13 @@ def _adabn_snippet(spec: AdaBNSpec) -> str:
 
 def _snippet_head(spec, scaling: str = "standardize") -> list[str]:
     """The lines every Why-BN snippet starts with: the digits, the MLP with a chosen norm, the batches."""
-    scaled = "(x - x.mean(0)) / (x.std(0) + 1e-8)" if scaling == "standardize" else "x / 16"  # unit: pixels in [0, 1]
+    scaled = snippets.STANDARDIZED if scaling == "standardize" else "x / 16"  # unit: pixels in [0, 1]
     return [
         "import torch",
         "from torch import nn",
         "from sklearn.datasets import load_digits",
         "",
-        "x, y = load_digits(return_X_y=True)",
-        f"x, y = torch.tensor({scaled}, dtype=torch.float32), torch.tensor(y)",
-        "x_train, y_train, x_test, y_test = x[:1348], y[:1348], x[1348:], y[1348:]",
+        snippets.digits_lines(1348, scaled),
         "",
         "",
         f"def mlp(norm, depth={spec.depth}, w={spec.width}):  # norm(w) builds each hidden layer's norm; Xavier init",
