@@ -42,3 +42,19 @@ def test_every_sidebar_names_settings_of_its_spec_once():
     for view in views.VIEWS:
         names = view.sidebar or list(view.spec_cls.field_info())
         assert len(set(names)) == len(names) and set(names) <= set(view.spec_cls.field_info()), view.name
+
+
+def test_pages_are_tables_of_contents():
+    """A page draws its view through ui (controls, panels); its words and charts live in lessons/<view>.py."""
+    for page in (ROOT / "pages").glob("*.py"):
+        source = page.read_text()
+        assert len(source.splitlines()) <= 70, page.name
+        assert "ui.chart(" not in source and "plotly" not in source, page.name  # charts come as panels
+
+
+def test_a_views_runs_and_panels_come_from_the_registry():
+    for view in views.VIEWS:
+        spec = view.spec_cls()
+        parts = view.parts(spec)
+        assert parts and all(isinstance(p.spec, Spec) and p.page == spec for p in parts), view.name
+        assert all(p.run.__module__ == f"normviz.experiments.{p.experiment}" for p in parts), view.name
