@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from normviz import views
 from normviz.cli import main
 from normviz.data import load_checked
 from normviz.experiments.batch_size import (
@@ -254,3 +255,15 @@ def test_batch_norm_refuses_a_batch_of_one_in_the_stack_too():
         stack(torch.randn(1, 4), "train")
     out = stack(torch.randn(1, 4), "train", skip_batch_stats=True)  # LayerNorm still computes
     assert out.shape == (2, 1, 2) and torch.isfinite(out).all()
+
+
+def test_while_the_sweep_trains_its_words_quote_no_missing_number():
+    """The live frames' captions and notices: a size not trained yet is not a "+nan" or "n/a" in a sentence."""
+    view = views.view("train_vs_inference")
+    (part,) = [p for p in view.parts(view.spec_cls(sizes=(2, 8, 32), stream_steps=10)) if p.experiment == "batch_size"]
+    frames = list(part.run(part.spec))
+    assert len(frames) > 1 and not frames[0].done
+    for r in frames:
+        for panel in view.panels(part, r, r.done, 14):
+            words = " ".join(str(getattr(panel, a, "")) for a in ("caption", "notice", "body")).lower()
+            assert "nan" not in words.split() and "+nan" not in words and "n/a" not in words, (r.done, words[:300])

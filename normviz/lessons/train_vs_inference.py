@@ -222,7 +222,8 @@ def _section(name: str, fig, notice: str, caption: str = "") -> Chart:
 def panels(part: Part, r, final: bool, font: int) -> list[Panel]:
     b = part.page.batch_size  # the page's B: neither experiment's own settings hold it
     if part.experiment == "batch_size":
-        out = [_section("tvi-sweep", figs.sweep(r, b, font), notice_sweep(r))]
+        # its notice compares every batch size: it waits until the smallest has trained
+        out = [_section("tvi-sweep", figs.sweep(r, b, font), notice_sweep(r) if r.done else "")]
         if r.done:
             out.append(_section("tvi-stream", figs.stream(r, font), notice_stream(r), stream_caption(r.spec)))
         return out
