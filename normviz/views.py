@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from normviz.config import Preset, Spec, ViewsSpec
+from normviz.experiments import Result
 
 TRAINING = "Training"  # a part's progress label when its view runs one experiment
 
@@ -21,7 +22,7 @@ class Part:
     the view's settings that experiment reads, all of the view's settings, and the label of its progress."""
 
     experiment: str
-    run: Callable[[Spec], Iterator]
+    run: Callable[[Spec], Iterator[Result]]
     spec: Spec
     page: Spec
     label: str = TRAINING
@@ -178,7 +179,7 @@ VIEWS = (
 BY_NAME = {v.name: v for v in VIEWS}
 
 
-def train(parts: list[Part], on_progress: Callable[[float], None]) -> list:
+def train(parts: list[Part], on_progress: Callable[[float], None]) -> list[Result]:
     """Run each part to its end, in turn, and return their final results; on_progress(share of all done)."""
     results = []
     for i, part in enumerate(parts):

@@ -58,3 +58,12 @@ def test_a_views_runs_and_panels_come_from_the_registry():
         parts = view.parts(spec)
         assert parts and all(isinstance(p.spec, Spec) and p.page == spec for p in parts), view.name
         assert all(p.run.__module__ == f"normviz.experiments.{p.experiment}" for p in parts), view.name
+
+
+def test_every_experiments_result_keeps_the_result_protocol():
+    """Each experiment's first frame at tiny settings: what the pages, the CLI and the report rely on."""
+    from normviz.experiments import Result, run_of, spec_classes
+
+    for name, spec_cls in spec_classes().items():
+        first = next(run_of(spec_cls)(spec_cls()))
+        assert isinstance(first, Result) and 0.0 <= first.progress <= 1.0, name

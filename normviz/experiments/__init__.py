@@ -3,8 +3,24 @@ ends with the final one (every Result has `progress`, `done`, `diverged_at` and 
 (normviz/views.py) put them on pages and in the CLI."""
 
 import importlib
+from typing import Protocol, runtime_checkable
 
 from normviz.config import Spec
+
+
+@runtime_checkable
+class Result(Protocol):
+    """What the front ends rely on in every experiment's result: the pages' live frames (`progress`, `done`),
+    the CLI's JSON (`summary()`). An experiment that trains also records `diverged_at` (per model: the step
+    its loss became NaN or infinite, or None), which its lesson reports."""
+
+    spec: Spec
+    done: bool
+
+    @property
+    def progress(self) -> float: ...
+
+    def summary(self) -> dict: ...
 
 # module -> the Spec class its run takes
 SPECS = {
