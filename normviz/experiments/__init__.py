@@ -22,6 +22,7 @@ class Result(Protocol):
 
     def summary(self) -> dict: ...
 
+
 # module -> the Spec class its run takes
 SPECS = {
     "activations": "ActivationsSpec",
