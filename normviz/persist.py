@@ -30,7 +30,7 @@ from normviz.config import Spec
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"NVZRES1\n"  # format version: a change of layout changes this, and old entries read as missing
+MAGIC = b"NVZRES2\n"  # format version: a change of layout changes this, and old entries read as missing
 _DIGEST = hashlib.sha256().digest_size
 _HEADER = "__header__"
 SQLITE_TIMEOUT = 5  # seconds a read or write waits for another process's lock before it counts as a miss

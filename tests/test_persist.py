@@ -184,7 +184,7 @@ def test_corrupted_and_truncated_entries_read_as_missing(tmp_path, results, capl
     result = results[activations.ActivationsSpec]
     for key in ("flipped", "truncated", "garbage", "inline"):
         cache.put(key, result)
-    cache._cache.set("inline", b"NVZRES1\n" + b"\0" * 50)  # small, so stored in SQLite itself
+    cache._cache.set("inline", persist.MAGIC + b"\0" * 50)  # small, so stored in SQLite itself
     db = sqlite3.connect(tmp_path / "cache.db")
     files = dict(db.execute("SELECT key, filename FROM Cache WHERE filename IS NOT NULL").fetchall())
     db.close()

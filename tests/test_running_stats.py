@@ -226,8 +226,8 @@ def test_ramp_schedule_formula_and_that_it_settles():
 
 def test_divergence_stops_the_run_and_is_reported_not_drawn_as_nan():
     res = result(RunningStatsSpec(lr=10.0, steps=100, depth=2, width=16, norm_place="after", scaling="none"))
-    assert res.done and res.diverged_at is not None and res.steps_done == res.diverged_at < 100
-    assert res.precise is None and res.summary()["diverged_at"] == res.diverged_at
+    assert res.done and res.diverged_at[0] is not None and res.steps_done == res.diverged_at[0] < 100
+    assert res.precise is None and res.summary()["diverged_at"] == res.diverged_at[0]
     assert np.isfinite(res.err_mean["precise"]).all() and np.isfinite(res.running_var).all()
 
 

@@ -67,3 +67,7 @@ def test_every_experiments_result_keeps_the_result_protocol():
     for name, spec_cls in spec_classes().items():
         first = next(run_of(spec_cls)(spec_cls()))
         assert isinstance(first, Result) and 0.0 <= first.progress <= 1.0, name
+        diverged_at = getattr(first, "diverged_at", [])
+        assert isinstance(diverged_at, list), name
+        if hasattr(first, "models") and name != "why_lr_range":  # lr-range: each model at every rate
+            assert len(diverged_at) == len(first.models), name

@@ -11,8 +11,9 @@ from normviz.config import Spec
 @runtime_checkable
 class Result(Protocol):
     """What the front ends rely on in every experiment's result: the pages' live frames (`progress`, `done`),
-    the CLI's JSON (`summary()`). An experiment that trains also records `diverged_at` (per model: the step
-    its loss became NaN or infinite, or None), which its lesson reports."""
+    the CLI's JSON (`summary()`). An experiment that trains also records `diverged_at`, a list with one entry
+    per network it trains (the step its loss became NaN or infinite, or None): in the order of its `models`
+    where it names them, and per norm and batch size in the batch-size sweep. Its lesson reports them."""
 
     spec: Spec
     done: bool

@@ -112,13 +112,17 @@ class FineTune:
     gamma_change: np.ndarray  # (2,) largest change of any BN gamma or beta (0: they were frozen)
 
 
+NETWORKS = ("MLP", "CNN")  # trained in this order
+
+
 @dataclass
 class InferenceResult:
     spec: InferenceSpec
+    models = NETWORKS
     progress: float = 0.0
     done: bool = False
     bn1d_error: str = ""  # torch.nn.BatchNorm1d's own words for a batch of one in train mode
-    diverged_at: dict = field(default_factory=dict)  # network -> training step where the loss became non-finite
+    diverged_at: list = field(default_factory=lambda: [None] * len(NETWORKS))  # per network: step or None
     mlp: AccuracyTable | None = None
     cnn: AccuracyTable | None = None
     cnn_examples: dict | None = None  # label (N,), p_eval (N,), p_alone (N,): probability of the true class
@@ -395,11 +399,9 @@ def run(spec: InferenceSpec) -> Iterator[InferenceResult]:
         momenta=(spec.momentum,),
     )
     cnn = SmallCNN(data.n_classes, norm="batch", image_hw=data.image_shape, generator=gen, momenta=(spec.momentum,))
-    for name, net, share in (("MLP", mlp, 0.15), ("CNN", cnn, 0.45)):
+    for k, (net, share) in enumerate(((mlp, 0.15), (cnn, 0.45))):
         net.train()
-        step = train_net(net, x, y, batch, steps, lr, spec.sgd_momentum, gen)
-        if step is not None:
-            result.diverged_at[name] = step
+        result.diverged_at[k] = train_net(net, x, y, batch, steps, lr, spec.sgd_momentum, gen)
         net.eval()
         yield dataclasses.replace(result, progress=share)
     result.mlp = accuracy_table(mlp, data.x_test, data.y_test, spec.seed)

@@ -172,9 +172,10 @@ def schedule_momenta(base: tuple[float, ...], step: int, steps: int, schedule: s
 @dataclass
 class RunningStatsResult:
     spec: RunningStatsSpec
+    models = ("network",)  # one network; every momentum's running statistics ride on it
     steps_done: int = 0
     done: bool = False
-    diverged_at: int | None = None
+    diverged_at: list = field(default_factory=lambda: [None])  # per model (one network): step or None
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (S,) per step
     # trajectories of the first TRACE_CHANNELS channels of every layer, every `stride` steps (step 0 first)
     trace_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (S',)
@@ -218,7 +219,7 @@ class RunningStatsResult:
             "train_acc": self.train_acc.tolist(),
             "population": POPULATIONS["precise"],
             "pytorch_momenta": list(self.spec.pytorch_momenta),
-            "diverged_at": self.diverged_at,
+            "diverged_at": self.diverged_at[0],
             "spec": self.spec.to_dict(),
         }
         if self.precise is not None:
@@ -397,7 +398,7 @@ def run(spec: RunningStatsSpec) -> Iterator[RunningStatsResult]:
             spec,
             state["step"],
             done,
-            state["diverged_at"],
+            [state["diverged_at"]],
             f32(rec["loss"]),
             np.array(rec["trace_steps"]),
             f32(rec["rm"]),

@@ -147,8 +147,8 @@ def panels(
     layer = first_layer(r.spec.depth) if layer is None else layer
     shown = momenta_shown
     out = (
-        [diverged("network", r.diverged_at, "the charts stop there", "its loss or a BN statistic")]
-        if r.diverged_at is not None
+        [diverged("network", r.diverged_at[0], "the charts stop there", "its loss or a BN statistic")]
+        if r.diverged_at[0] is not None
         else []
     )
     out += [

@@ -227,7 +227,9 @@ def panels(part: Part, r, final: bool, font: int) -> list[Panel]:
         if r.done:
             out.append(_section("tvi-stream", figs.stream(r, font), notice_stream(r), stream_caption(r.spec)))
         return out
-    out = [diverged(net, step, "its charts stop there") for net, step in r.diverged_at.items()]
+    out = [
+        diverged(net, step, "its charts stop there") for net, step in zip(r.models, r.diverged_at) if step is not None
+    ]
     if r.mlp is None:
         return out
     out += [

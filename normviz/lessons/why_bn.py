@@ -232,12 +232,16 @@ def _percent(x: float) -> str:
 
 def panels(part: Part, r, final: bool, font: int, layer: int | None = None) -> list[Panel]:
     """The experiment `part` of the page; layer: the noisy view's hidden layer, counted from 0."""
-    models = getattr(r, "models", ())
-    out = [
-        diverged(f"{m} network", step, "its curves stop there")
-        for m, step in zip(models, r.diverged_at)
-        if step is not None
-    ]
+    # the learning-rate range plots where each rate diverges: there divergence is the data, not an error
+    out = (
+        []
+        if part.experiment == "why_lr_range"
+        else [
+            diverged(f"{m} network", step, "its curves stop there")
+            for m, step in zip(r.models, r.diverged_at)
+            if step is not None
+        ]
+    )
     if part.experiment == "why_lr_range":
         out.append(Chart("why-lr-range", figs.lr_range(r, font)))
     elif part.experiment == "why_landscape":
