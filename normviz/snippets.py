@@ -7,7 +7,9 @@ seconds on a CPU and prints what the page shows. `tests/test_snippets.py` runs e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+from normviz.config import Spec, ViewsSpec
 from normviz.layers import ACTIVATION_FORMS
 
 
@@ -18,6 +20,13 @@ def activation_layer(name: str) -> str:
 
 SYNTHETIC_DEFAULT_SAMPLES = 1000  # as in normviz.data
 DIGITS_SAMPLES = 1797
+
+
+def experiment_snippet(snippets: dict[type[Spec], Callable[[Spec], str]], spec: Spec) -> str:
+    """The snippet of the experiment `spec` runs; a page's spec of several experiments (a ViewsSpec) gives
+    its current one's. `snippets`: each experiment's Spec class -> its snippet."""
+    own = spec.sub() if isinstance(spec, ViewsSpec) else spec
+    return snippets[type(own)](own)
 
 
 def init_std_expr(init: str, std: float, fan_in: str = "m.in_features") -> str:

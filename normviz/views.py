@@ -6,12 +6,11 @@ tests iterate it."""
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from normviz.config import Preset, Spec, ViewsSpec
-from normviz.experiments import Result
+from normviz.experiments import Result, run_of
 
 TRAINING = "Training"  # a part's progress label when its view runs one experiment
 
@@ -29,8 +28,8 @@ class Part:
 
     @classmethod
     def of(cls, spec_cls: type[Spec], page: Spec, label: str = TRAINING) -> Part:
-        module = sys.modules[spec_cls.__module__]
-        return cls(module.__name__.rpartition(".")[2], module.run, page.project(spec_cls), page, label)
+        experiment = spec_cls.__module__.rpartition(".")[2]
+        return cls(experiment, run_of(spec_cls), page.project(spec_cls), page, label)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from normviz import snippets
 from normviz.config import DataSpec, Preset, Spec
 from normviz.experiments import norm_zoo
-from normviz.experiments.alternatives import AlternativesSpec, AxesSpec
+from normviz.experiments.alternatives import AxesSpec
 from normviz.experiments.norm_cost import CostResult, CostSpec
 from normviz.experiments.norm_zoo import CNN_CHANNELS, MLP_WIDTH, ZooSpec
 from normviz.experiments.rnn_norms import REPEATS, TRAIN_STEPS, RNNResult, RNNSpec
@@ -308,16 +308,16 @@ PRESETS = {
 
 def pytorch_snippet(spec: Spec) -> str:
     """The snippet of the view `spec` belongs to (an AlternativesSpec: its current view)."""
-    if isinstance(spec, AlternativesSpec):
-        spec = spec.sub()
-    snippet = {
-        AxesSpec: _axes_snippet,
-        ZooSpec: _every_norm_snippet,
-        CostSpec: _cost_snippet,
-        SyncBNSpec: _sync_bn_snippet,
-        RNNSpec: _rnn_snippet,
-    }[type(spec)]
-    return snippet(spec)
+    return snippets.experiment_snippet(
+        {
+            AxesSpec: _axes_snippet,
+            ZooSpec: _every_norm_snippet,
+            CostSpec: _cost_snippet,
+            SyncBNSpec: _sync_bn_snippet,
+            RNNSpec: _rnn_snippet,
+        },
+        spec,
+    )
 
 
 def _axes_snippet(spec: AxesSpec) -> str:

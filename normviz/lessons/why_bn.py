@@ -309,16 +309,16 @@ PRESETS = {
 
 def pytorch_snippet(spec) -> str:
     """The snippet of the view `spec` belongs to (a WhyBNSpec: its current view)."""
-    if isinstance(spec, WhyBNSpec):
-        spec = spec.sub()
-    snippet = {
-        LrRangeSpec: _lr_range_snippet,
-        LandscapeSpec: _landscape_snippet,
-        NoisySpec: _noisy_snippet,
-        ScaleSpec: _scale_snippet,
-        AdaBNSpec: _adabn_snippet,
-    }[type(spec)]
-    return snippet(spec)
+    return snippets.experiment_snippet(
+        {
+            LrRangeSpec: _lr_range_snippet,
+            LandscapeSpec: _landscape_snippet,
+            NoisySpec: _noisy_snippet,
+            ScaleSpec: _scale_snippet,
+            AdaBNSpec: _adabn_snippet,
+        },
+        spec,
+    )
 
 
 def _lr_range_snippet(spec: LrRangeSpec) -> str:
